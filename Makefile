@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.resdet-installed
+PYTHON ?= python3
+
+.PHONY: setup demo test test-fast lint format docs clean
+
+setup: $(STAMP)
+
+# Re-runs only when the packaging files change, so a second `make setup` takes seconds.
+$(STAMP): setup.py pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/resdet demo
+
+# pytest exits 5 when it collects no tests; any non-zero exit fails the target.
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check backbones detection tools tests benchmarks
+	$(VENV)/bin/ruff format --check backbones detection tools tests benchmarks
+	$(VENV)/bin/mypy backbones detection
+
+format: setup
+	$(VENV)/bin/ruff format backbones detection tools tests benchmarks
+	$(VENV)/bin/ruff check --fix backbones detection tools tests benchmarks
+
+docs: setup
+	$(PY) -m tools.config_docs > docs/CONFIG.md
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""Packaging for resdet: residual backbones + Faster R-CNN."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="resdet",
+    version="0.1.0",
+    description="Object detection on residual backbones: ResNet pretraining, Faster R-CNN, "
+    "VOC/COCO evaluation and submission",
+    python_requires=">=3.9",
+    packages=find_packages(include=["backbones*", "detection*", "tools*"]),
+    install_requires=[
+        "torch>=2.3",
+        "torchvision>=0.18",
+        "pycocotools>=2.0.6",
+        "faster-coco-eval>=1.6",
+        "albumentations>=1.4",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "numpy>=1.24",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6", "types-PyYAML"],
+        "tb": ["tensorboard>=2.12"],
+    },
+    entry_points={"console_scripts": ["resdet=tools.cli:main"]},
+)

@@ -1,0 +1,121 @@
+"""The config loader: YAML + base + --set, strict checking, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backbones.errors import UserError
+from detection.config import Config, PretrainConfig, load_config, save_config
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_paper_head():
+    cfg = load_config(None)
+    assert cfg.model.anchors.sizes == [[128.0, 256.0, 512.0]]
+    assert cfg.model.anchors.aspect_ratios == [0.5, 1.0, 2.0]
+    assert cfg.model.rpn.post_nms_topk_test == 300
+    assert cfg.data.test.splits == ["test"]  # the section default differs from the class default
+
+
+def test_base_and_child_merge_key_by_key(tmp_path):
+    write(tmp_path / "base.yaml", "seed: 3\nsolver: {base_lr: 0.01, max_iter: 100}\n")
+    child = write(tmp_path / "run.yaml", "base: base.yaml\nsolver: {max_iter: 7}\n")
+    cfg = load_config(child)
+    assert (cfg.seed, cfg.solver.base_lr, cfg.solver.max_iter) == (3, 0.01, 7)
+    assert cfg.solver.ims_per_batch == Config().solver.ims_per_batch
+
+
+def test_base_of_a_base_is_refused(tmp_path):
+    write(tmp_path / "a.yaml", "seed: 1\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\n")
+    child = write(tmp_path / "c.yaml", "base: b.yaml\n")
+    with pytest.raises(UserError, match="b.yaml: a base config may not have a 'base'"):
+        load_config(child)
+
+
+def test_overrides_coerce_types():
+    cfg = load_config(
+        None,
+        [
+            "solver.base_lr=1e-3",
+            "solver.steps=10,20",
+            "input.min_size_train=[480, 512]",
+            "solver.amp=true",
+            "model.backbone.name=resnet101",
+            "data.class_names=a,b",
+            "model.anchors.sizes=[[32], [64]]",
+            "solver.base_lr=2",  # an int where a float is expected is fine
+        ],
+    )
+    assert cfg.solver.base_lr == 2.0 and isinstance(cfg.solver.base_lr, float)
+    assert cfg.solver.steps == [10, 20]
+    assert cfg.input.min_size_train == [480, 512]
+    assert cfg.solver.amp is True
+    assert cfg.model.backbone.name == "resnet101"
+    assert cfg.data.class_names == ["a", "b"]
+    assert cfg.model.anchors.sizes == [[32.0], [64.0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  backbone:\n    nmae: resnet18\n",
+         "unknown key 'model.backbone.nmae' (did you mean 'model.backbone.name'?)"),
+        ("solver:\n  max_iter: ten\n", "key 'solver.max_iter' expects int, got 'ten'"),
+        ("solver:\n  amp: 1\n", "key 'solver.amp' expects bool, got 1"),
+        ("device: tpu\n", "key 'device' must be one of auto, cpu, cuda, got 'tpu'"),
+        ("solver: [1, 2]\n", "key 'solver' must be a mapping"),
+        ("seed: [1\n", "malformed YAML (line 2, column 1)"),
+        ("- a\n- b\n", "expected a mapping of keys at the top, got list"),
+    ],
+)  # fmt: skip
+def test_bad_files_name_the_key(tmp_path, text, message):
+    path = write(tmp_path / "bad.yaml", text)
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("solver.base_lrr=1", "unknown key 'solver.base_lrr' (did you mean 'solver.base_lr'?)"),
+        ("solver=1", "'solver' is a section"),
+        ("seed.x=1", "'seed' is not a section"),
+        ("seed", "expected dotted.key=value"),
+        ("solver.steps=a,b", "key 'solver.steps' expects int, got 'a'"),
+    ],
+)
+def test_bad_overrides(override, message):
+    with pytest.raises(UserError) as info:
+        load_config(None, [override])
+    assert message in str(info.value)
+
+
+def test_round_trip_through_saved_yaml(tmp_path):
+    cfg = load_config(None, ["solver.steps=5,6", "data.train.splits=VOC2007/trainval,VOC2012/trainval"])
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(tmp_path / "out" / "config.yaml") == cfg
+    pre = load_config(None, ["input.crop_size=32"], cls=PretrainConfig)
+    save_config(pre, tmp_path / "pre.yaml")
+    assert load_config(tmp_path / "pre.yaml", cls=PretrainConfig) == pre
+    assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_exponent_floats_read_as_floats(tmp_path):
+    # plain YAML 1.1 would read "1e-3" as a string; configs write lrs like that all the time
+    cfg = load_config(write(tmp_path / "lr.yaml", "solver:\n  base_lr: 1e-3\n"))
+    assert cfg.solver.base_lr == 0.001

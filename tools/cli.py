@@ -1,0 +1,90 @@
+"""`resdet <command>`: the one console script; each command lives in its own module.
+
+A command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so `resdet --help`
+stays fast and a broken stage cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from backbones.errors import UserError
+
+# command -> (module, one-line help). Help text is duplicated here so `--help` needs no import.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("tools.pretrain", "train or evaluate a classification backbone (ImageNet, CIFAR)"),
+    "train": ("tools.train", "train a Faster R-CNN detector from a config"),
+    "eval": ("tools.eval", "evaluate a detector checkpoint on the config's test split"),
+    "infer": ("tools.infer", "run a detector on images and draw the detections"),
+    "score": ("tools.score", "score saved VOC/COCO result files without a model"),
+    "submit": ("tools.submit", "validate and package results for the COCO / VOC servers"),
+    "make-dataset": ("tools.make_dataset", "generate the synthetic shapes data set"),
+    "convert": ("tools.convert", "convert third-party detector weights to resdet's layout"),
+    "flops": ("tools.flops", "print parameters and multiply-adds of a backbone or detector"),
+    "benchmark": ("tools.benchmark", "measure speed of the data loader, model and evaluators"),
+    "demo": ("tools.demo", "the embedded end-to-end default: data, pretrain, train, eval"),
+}
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("resdet")
+    except Exception:  # not installed (running from a source tree)
+        return "0.1.0"
+
+
+def _load(command: str):  # type: ignore[no-untyped-def]
+    module_name = COMMANDS[command][0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resdet", description="Object detection on residual backbones."
+    )
+    parser.add_argument("--version", action="version", version=f"resdet {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # only the chosen command's module is imported
+            module = _load(name)
+            if module is not None:
+                module.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = _load(args.command)
+    if module is None:
+        print(f"resdet {args.command}: not built yet in this release", file=sys.stderr)
+        return 2
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"resdet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"resdet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Generate docs/CONFIG.md from the config dataclasses and their per-field comments.
+
+Run ``python -m tools.config_docs > docs/CONFIG.md`` (``make docs``); a test checks that the
+committed file is current, so the reference cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import io
+import sys
+import tokenize
+import typing
+from typing import Any
+
+from detection.config import Config, PretrainConfig
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """Map each field of a dataclass to the ``#`` comment written beside it in the source.
+
+    A field spanning several lines may carry its comment on any of them (the first wins).
+    """
+    lines, _ = inspect.getsourcelines(cls)
+    source = "".join(lines)
+    comments: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            if not text.startswith("fmt:") and not text.startswith("type:"):
+                comments.setdefault(tok.start[0], text)
+    tree = ast.parse(inspect.cleandoc(source) if source[0] == " " else source)
+    found: dict[str, str] = {}
+    for node in tree.body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            span = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+            found[node.target.id] = next((comments[i] for i in span if i in comments), "")
+    return found
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is list:
+        return f"list[{_type_name(typing.get_args(kind)[0])}]"
+    return getattr(kind, "__name__", str(kind))
+
+
+def rows(cfg: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, meaning) for every leaf of a config instance, depth first."""
+    out: list[tuple[str, str, str, str]] = []
+    comments = field_comments(type(cfg))
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out += rows(value, f"{prefix}{f.name}.")
+            continue
+        meaning = comments.get(f.name, "")
+        choices = f.metadata.get("choices")
+        if choices:
+            meaning += f" (one of: {', '.join(choices)})"
+        default = "`" + repr(value).replace("'", '"') + "`" if value != "" else '`""`'
+        out.append((prefix + f.name, _type_name(hints[f.name]), default, meaning))
+    return out
+
+
+def render() -> str:
+    parts = [
+        "# Configuration reference",
+        "",
+        "Generated from the dataclasses in `detection/config.py` by `make docs`",
+        "(`python -m tools.config_docs`); do not edit by hand. A test fails when it is stale.",
+        "",
+        "A config file lists only what it changes from these defaults and may name one `base:`",
+        "file (relative to itself; a base file has no base). Any key can be overridden on the",
+        "command line with `--set dotted.key=value`; lists as `a,b,c` or `[a, b, c]`.",
+        "Unknown keys, wrong types and values outside the listed choices are errors (exit 2).",
+        "",
+    ]
+    for title, cls in [
+        ("Detection runs: `resdet train / eval / infer`", Config),
+        ("Classification runs: `resdet pretrain`", PretrainConfig),
+    ]:
+        parts += [f"## {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        for key, kind, default, meaning in rows(cls()):
+            parts.append(f"| `{key}` | {kind} | {default} | {meaning} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
