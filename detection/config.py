@@ -17,6 +17,7 @@ import re
 import tempfile
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +41,7 @@ def _choices(*values: str) -> dict[str, tuple[str, ...]]:
 @dataclass
 class BackboneConfig:
     name: str = "resnet50"  # a key of backbones.BACKBONES (resnet18..152, plain*, vgg16, ...)
-    weights: str = ""  # pretrained file: `resdet pretrain` output, torchvision or MSRA; "" = He init
+    weights: str = ""  # pretrained file (resdet pretrain, torchvision or MSRA); "" = He init
     weights_format: str = field(  # how to read `weights`; auto detects from the keys
         default="auto", metadata=_choices("auto", "resdet", "torchvision", "msra")
     )
@@ -52,7 +53,7 @@ class BackboneConfig:
     shortcut: str = field(  # shortcut option: A zero-pad, B projection when shape changes, C all
         default="B", metadata=_choices("A", "B", "C")
     )
-    base_width: int = 64  # channels of the first stage (64 for the paper's nets; narrower for tests)
+    base_width: int = 64  # channels of the first stage (64 in the paper; narrower for tests)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class DatasetConfig:
     format: str = field(  # on-disk layout of the data set
         default="voc", metadata=_choices("voc", "coco", "imagefolder", "cifar10")
     )
-    root: str = ""  # VOC: a VOCdevkit or VOC20xx folder; COCO: image folder; imagefolder/cifar10: root
+    root: str = ""  # VOC: VOCdevkit or VOC20xx folder; COCO: image folder; else the data root
     splits: list[str] = field(  # VOC: split files, "trainval" or "VOC2012/trainval" (under root)
         default_factory=lambda: ["trainval"]
     )
@@ -224,7 +225,9 @@ class Config:
 
     output_dir: str = "output"  # where config.yaml, checkpoints, metrics and results go
     seed: int = 0  # seed for Python, NumPy and torch (each process adds its rank)
-    device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))  # auto: CUDA if any
+    device: str = field(
+        default="auto", metadata=_choices("auto", "cpu", "cuda")
+    )  # auto: CUDA if present
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     log_period: int = 20  # iterations between metrics.jsonl lines
     tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
@@ -287,7 +290,9 @@ class PretrainConfig:
 
     output_dir: str = "output/pretrain"  # where config.yaml, checkpoints and backbone.pth go
     seed: int = 0  # seed for Python, NumPy and torch (each process adds its rank)
-    device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))  # auto: CUDA if any
+    device: str = field(
+        default="auto", metadata=_choices("auto", "cpu", "cuda")
+    )  # auto: CUDA if present
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     log_period: int = 20  # iterations between metrics.jsonl lines
     tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
@@ -297,9 +302,13 @@ class PretrainConfig:
     input: PretrainInputConfig = field(default_factory=PretrainInputConfig)
     solver: SolverConfig = field(
         default_factory=lambda: SolverConfig(
-            base_lr=0.1, max_iter=600000, ims_per_batch=256, steps=[150000, 300000, 450000],
-            warmup_iters=0, checkpoint_period=10000,
-        )  # fmt: skip
+            base_lr=0.1,
+            max_iter=600000,
+            ims_per_batch=256,
+            steps=[150000, 300000, 450000],
+            warmup_iters=0,
+            checkpoint_period=10000,
+        )
     )
     eval_period: int = 0  # evaluate every this many iterations (0: only at the end)
 
@@ -308,7 +317,11 @@ class PretrainConfig:
 C = TypeVar("C")
 
 
-def load_config(path: str | os.PathLike[str] | None, overrides: list[str] = (), cls: type[C] = Config) -> C:  # type: ignore[assignment]  # noqa: E501
+def load_config(
+    path: str | os.PathLike[str] | None,
+    overrides: Sequence[str] = (),
+    cls: type[C] = Config,  # type: ignore[assignment]
+) -> C:
     """Load a YAML config (with at most one level of ``base:``) and apply ``--set`` overrides.
 
     Args:
@@ -421,7 +434,8 @@ def _fill(node: Any, tree: Any, source: str, prefix: str) -> None:
     valid = [prefix + k for k in types_]
     for key in tree:
         if key not in types_:
-            raise UserError(f"{source}: unknown key '{prefix}{key}'{_nearest(prefix + str(key), valid)}")
+            hint = _nearest(prefix + str(key), valid)
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
     for f in dataclasses.fields(node):
         if f.name not in tree:
             continue
@@ -476,7 +490,8 @@ def _apply_override(cfg: Any, item: str) -> None:
             if dataclasses.is_dataclass(kind):
                 raise UserError(f"--set: '{dotted}' is a section; set one of its keys")
             meta = {f.name: f.metadata for f in dataclasses.fields(node)}[part]
-            setattr(node, part, _coerce(_parse_value(raw, kind), kind, f"--set: key '{dotted}'", meta))
+            value = _coerce(_parse_value(raw, kind), kind, f"--set: key '{dotted}'", meta)
+            setattr(node, part, value)
         else:
             node = getattr(node, part)
             if not dataclasses.is_dataclass(node):

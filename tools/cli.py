@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from backbones.errors import UserError
 
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flops": ("tools.flops", "print parameters and multiply-adds of a backbone or detector"),
     "benchmark": ("tools.benchmark", "measure speed of the data loader, model and evaluators"),
     "demo": ("tools.demo", "the embedded end-to-end default: data, pretrain, train, eval"),
+    "compare": ("tools.compare", "the paper's Table 7/8 with our numbers beside its own"),
 }
 
 
@@ -39,7 +41,7 @@ def _version() -> str:
         return "0.1.0"
 
 
-def _load(command: str):  # type: ignore[no-untyped-def]
+def _load(command: str) -> Any:
     module_name = COMMANDS[command][0]
     try:
         return importlib.import_module(module_name)

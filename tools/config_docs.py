@@ -82,7 +82,7 @@ def render() -> str:
         ("Detection runs: `resdet train / eval / infer`", Config),
         ("Classification runs: `resdet pretrain`", PretrainConfig),
     ]:
-        parts += [f"## {title}", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        parts += [f"## {title}", "", "| key | type | default | meaning |", "|" + " --- |" * 4]
         for key, kind, default, meaning in rows(cls()):
             parts.append(f"| `{key}` | {kind} | {default} | {meaning} |")
         parts.append("")

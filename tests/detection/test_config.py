@@ -35,7 +35,7 @@ def test_base_of_a_base_is_refused(tmp_path):
     write(tmp_path / "a.yaml", "seed: 1\n")
     write(tmp_path / "b.yaml", "base: a.yaml\n")
     child = write(tmp_path / "c.yaml", "base: b.yaml\n")
-    with pytest.raises(UserError, match="b.yaml: a base config may not have a 'base'"):
+    with pytest.raises(UserError, match=r"b\.yaml: a base config may not have a 'base'"):
         load_config(child)
 
 
@@ -85,7 +85,7 @@ def test_bad_files_name_the_key(tmp_path, text, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(UserError, match="nope.yaml: config file not found"):
+    with pytest.raises(UserError, match=r"nope\.yaml: config file not found"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -106,7 +106,9 @@ def test_bad_overrides(override, message):
 
 
 def test_round_trip_through_saved_yaml(tmp_path):
-    cfg = load_config(None, ["solver.steps=5,6", "data.train.splits=VOC2007/trainval,VOC2012/trainval"])
+    cfg = load_config(
+        None, ["solver.steps=5,6", "data.train.splits=VOC2007/trainval,VOC2012/trainval"]
+    )
     save_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(tmp_path / "out" / "config.yaml") == cfg
     pre = load_config(None, ["input.crop_size=32"], cls=PretrainConfig)

@@ -1,0 +1,43 @@
+"""`resdet compare`: runs land in the right cells of Tables 7 and 8."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from detection.config import load_config, save_config
+from tools.cli import main
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detection"
+
+
+def fake_run(tmp_path: Path, config: str, metrics: dict) -> Path:
+    run_dir = tmp_path / config
+    cfg = load_config(CONFIGS / f"{config}.yaml")
+    save_config(cfg, run_dir / "config.yaml")
+    (run_dir / "eval_results.json").write_text(json.dumps({"metrics": metrics}))
+    return run_dir
+
+
+def test_cells_hold_ours_and_the_papers(tmp_path, capsys):
+    runs = [
+        fake_run(tmp_path, "faster_rcnn_vgg16_voc0712", {"voc07": {"mAP": 0.7312}}),
+        fake_run(tmp_path, "faster_rcnn_r101_c4_voc0712", {"voc07": {"mAP": 0.76449}}),
+        fake_run(tmp_path, "faster_rcnn_r101_c4_voc07plus12", {}),
+        fake_run(tmp_path, "faster_rcnn_r101_c4_coco", {"coco": {"AP": 0.2704, "AP50": 0.4861}}),
+    ]
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| VGG-16 | 73.1 (73.2) | — (70.4) |" in out
+    assert "| ResNet-101 | 76.4 (76.4) | n/a (73.8) |" in out
+    assert "| ResNet-101 | 48.6 (48.4) | 27.0 (27.2) |" in out
+    assert "| VGG-16 | — (41.5) | — (21.2) |" in out
+
+
+def test_missing_results_is_a_one_line_error(tmp_path, capsys):
+    run_dir = fake_run(tmp_path, "faster_rcnn_vgg16_voc0712", {})
+    (run_dir / "eval_results.json").unlink()
+    assert main(["compare", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("eval_results.json: not found (run `resdet eval` for this run first)")
+    assert "\n" not in err
