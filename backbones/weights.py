@@ -1,0 +1,324 @@
+"""Load backbone weights: our own checkpoints, torchvision state dicts, MSRA/Detectron blobs.
+
+Formats (detected from the keys unless named):
+  resdet:      our state dict (`stem.conv1.weight`, `res2.0.conv1.weight`, `fc.weight`,
+               VGG `features.0.weight`, `fc67.0.weight`, `fc8.weight`), bare or under a
+               "model" / "state_dict" key, possibly without the classifier (a backbone.pth).
+  torchvision: `conv1/bn1/layer1..4/fc` (ResNet) or `features.N/classifier.N` (VGG).
+  msra:        Caffe/Detectron blob names in a .pkl (name -> numpy array, maybe under
+               "blobs" or "model"): `conv1_w`, `res_conv1_bn_s/_b`, `res2_0_branch2a_w`,
+               `res2_0_branch2a_bn_s`, `res2_0_branch1_w`, `fc1000_w/_b`; VGG `conv1_1_w/_b`,
+               `fc6_w`, ... A `_bn_s/_b` pair is the folded affine of a BN: it loads as
+               weight/bias with running mean 0 and running var 1 - eps, which is exact.
+
+The weights are not a recipe: MSRA models expect BGR 0..255 inputs minus the pixel mean and
+use `stride_in_1x1=True`; torchvision models expect RGB 0..1 normalised and stride on the 3x3.
+Build the model and the input pipeline to match. To load into a model that holds a backbone
+(a detector), pass that submodule: `load_weights(detector.backbone, path)`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from backbones.errors import UserError
+from backbones.layers import BATCH_NORMS
+from backbones.resnet import ResNet
+from backbones.vgg import VGG
+
+FORMATS = ("resdet", "torchvision", "msra")
+SHOWN_KEYS = 5  # keys listed per problem in an error message before "... and N more"
+
+RenameFn = Callable[[re.Match[str]], str]  # a key's matched prefix -> its new prefix
+
+
+@dataclass
+class LoadReport:
+    """What `load_weights` did.
+
+    Attributes:
+        format: the format the source was read as.
+        missing: model keys the source did not provide (left as initialised).
+        unexpected: source keys (after renaming) the model does not have (ignored).
+        shape_mismatch: "key: checkpoint (shape) vs model (shape)" for keys not loaded.
+        classifier_loaded: False when the classifier was skipped or absent from the source.
+    """
+
+    format: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[str] = field(default_factory=list)
+    classifier_loaded: bool = True
+
+    @property
+    def ok(self) -> bool:
+        """True when every model key was loaded from a matching source key."""
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def describe(self) -> str:
+        """The problems on one line, long lists truncated."""
+        parts = []
+        for what, keys in (
+            ("missing key", self.missing),
+            ("unexpected key", self.unexpected),
+            ("shape mismatch", self.shape_mismatch),
+        ):
+            if keys:
+                plural = "es" if what.endswith("h") else "s"
+                parts.append(f"{len(keys)} {what}{plural if len(keys) > 1 else ''}: {_list(keys)}")
+        return "; ".join(parts) if parts else "all keys loaded"
+
+
+def _list(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    more = len(keys) - SHOWN_KEYS
+    return f"{shown} ... and {more} more" if more > 0 else shown
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    format: str = "auto",
+    skip_classifier: bool = False,
+    strict: bool = True,
+) -> LoadReport:
+    """Load weights into `model` (a backbone from this package) in place.
+
+    Args:
+        model: the backbone; for a detector, pass its backbone submodule.
+        source: a .pth/.pt file, a .pkl blob file, or a state dict (tensors or numpy arrays).
+        format: "auto" (detect from the keys), "resdet", "torchvision" or "msra".
+        skip_classifier: leave the classifier (`fc` / VGG `fc8`) as initialised, e.g. to
+            fine-tune with another number of classes.
+        strict: raise UserError on any missing, unexpected or mis-shaped key; when False,
+            load what matches and return the report.
+
+    Returns:
+        A LoadReport listing what did not load.
+
+    Raises:
+        UserError: unreadable source, unknown format, or (strict) keys that do not match.
+    """
+    where = f"weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
+    state = read_source(source) if isinstance(source, (str, Path)) else dict(source)
+    state = _unwrap(state)
+    if format == "auto":
+        format = detect_format(state)
+    if format not in CONVERTERS:
+        raise UserError(f"{where}: format {format!r} is not known; expected auto or {FORMATS}")
+    report = _load_state(model, CONVERTERS[format](state, model), format, skip_classifier)
+    if strict and not report.ok:
+        hint = ""
+        if report.shape_mismatch and not skip_classifier:
+            hint = " (skip_classifier=True keeps the model's own classifier)"
+        raise UserError(
+            f"{where} ({format} format) does not fit {type(model).__name__}: "
+            f"{report.describe()}{hint}"
+        )
+    return report
+
+
+def read_source(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file: pickle for .pkl (MSRA/Detectron), torch.load otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {str(path)!r} does not exist")
+    try:
+        if path.suffix in (".pkl", ".pickle"):
+            with path.open("rb") as f:
+                state = pickle.load(f, encoding="latin1")  # Detectron's blobs are Python 2 pickles
+        else:
+            state = _torch_load(path)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
+        raise UserError(f"weights file {str(path)!r} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(state, dict):
+        raise UserError(
+            f"weights file {str(path)!r} holds a {type(state).__name__}; expected a state dict"
+        )
+    return state
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # checkpoints that also pickle e.g. numpy RNG states need the full unpickler
+        warnings.warn(
+            f"{path}: not loadable with weights_only=True; unpickling fully (trusted files only)",
+            stacklevel=3,
+        )
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _unwrap(state: dict[str, Any]) -> dict[str, Tensor]:
+    """Find the state dict inside a checkpoint; strip DDP / torch.compile prefixes."""
+    for key in ("model", "state_dict", "blobs"):
+        if isinstance(state.get(key), Mapping):
+            return _unwrap(dict(state[key]))
+    tensors = {
+        k: torch.as_tensor(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+        for k, v in state.items()
+        if isinstance(v, (Tensor, np.ndarray)) and not k.endswith("_momentum")  # Caffe2 solver
+    }
+    for prefix in ("module.", "_orig_mod."):
+        if tensors and all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def detect_format(state: Mapping[str, Any]) -> str:
+    """ "torchvision", "msra" or "resdet", from the key names."""
+    keys = list(state)
+    if any(re.match(r"(layer\d\.|classifier\.|conv1\.weight$|bn1\.)", k) for k in keys):
+        return "torchvision"
+    if keys and all("." not in k for k in keys):
+        return "msra"
+    return "resdet"
+
+
+def _rename(state: Mapping[str, Tensor], rules: list[tuple[str, RenameFn]]) -> dict[str, Tensor]:
+    """Apply the first matching (pattern, fn(match) -> new prefix) rule to each key."""
+    out = {}
+    for key, value in state.items():
+        new_key = key
+        for pattern, fn in rules:
+            match = re.match(pattern, key)
+            if match:
+                new_key = fn(match) + key[match.end() :]
+                break
+        out[new_key] = value
+    return out
+
+
+_TORCHVISION_RESNET: list[tuple[str, RenameFn]] = [
+    (r"conv1\.", lambda m: "stem.conv1."),
+    (r"bn1\.", lambda m: "stem.bn1."),
+    (r"layer(\d)\.(\d+)\.downsample\.0\.", lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.conv."),
+    (r"layer(\d)\.(\d+)\.downsample\.1\.", lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.bn."),
+    (r"layer(\d)\.(\d+)\.", lambda m: f"res{int(m[1]) + 1}.{m[2]}."),
+]
+_TORCHVISION_VGG: list[tuple[str, RenameFn]] = [
+    (r"classifier\.0\.", lambda m: "fc67.0."),
+    (r"classifier\.3\.", lambda m: "fc67.3."),
+    (r"classifier\.6\.", lambda m: "fc8."),
+]
+
+
+def from_torchvision(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """torchvision resnet*/vgg* names -> ours."""
+    if isinstance(model, ResNet):
+        return _rename(state, _TORCHVISION_RESNET)
+    if isinstance(model, VGG):
+        return _rename(state, _TORCHVISION_VGG)
+    raise UserError(
+        f"torchvision weights exist for ImageNet ResNets and VGG only, not {type(model).__name__}"
+    )
+
+
+_CAFFE_SUFFIX = {"w": "weight", "b": "bias"}
+_CAFFE_BN_SUFFIX = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
+_MSRA_KEY = re.compile(
+    r"(?P<layer>conv1|res_conv1|res(?P<stage>\d)_(?P<block>\d+)_branch(?P<branch>1|2[abc])"
+    r"|fc\d+|conv\d_\d)(?P<bn>_bn)?_(?P<suffix>w|b|s|rm|riv)"
+)
+
+
+def _msra_key(key: str, model: nn.Module) -> str:
+    """One blob name -> our key, e.g. res2_0_branch2a_bn_s -> res2.0.bn1.weight.
+
+    Names that do not fit `model` come back unchanged (and are then reported unexpected).
+    """
+    match = _MSRA_KEY.fullmatch(key)
+    suffixes = _CAFFE_BN_SUFFIX if match and match["bn"] else _CAFFE_SUFFIX
+    if match is None or match["suffix"] not in suffixes:
+        return key
+    layer, is_bn = match["layer"], match["bn"] is not None
+    module: str | None = None
+    if isinstance(model, ResNet):
+        if match["stage"]:
+            branch = {"1": "shortcut.conv", "2a": "conv1", "2b": "conv2", "2c": "conv3"}
+            name = branch[match["branch"]]
+            if is_bn:  # shortcut.conv -> shortcut.bn, conv1 -> bn1
+                name = name.replace("conv", "bn") if "." in name else "bn" + name[-1]
+            module = f"res{match['stage']}.{match['block']}.{name}"
+        elif layer in ("conv1", "res_conv1"):
+            module = "stem.bn1" if is_bn else "stem.conv1"
+        elif layer.startswith("fc") and not is_bn:
+            module = "fc"  # fc1000
+    elif isinstance(model, VGG) and not is_bn:
+        fc = {"fc6": "fc67.0", "fc7": "fc67.3", "fc8": "fc8"}
+        convs = model.conv_indices()
+        module = fc.get(layer) or (f"features.{convs[layer]}" if layer in convs else None)
+    return key if module is None else f"{module}.{suffixes[match['suffix']]}"
+
+
+def from_msra(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Caffe/Detectron blob names -> ours; folded BN affines get mean 0, var 1 - eps."""
+    if not isinstance(model, (ResNet, VGG)):
+        raise UserError(
+            f"MSRA weights exist for ImageNet ResNets and VGG only, not {type(model).__name__}"
+        )
+    renamed = {_msra_key(key, model): value for key, value in state.items()}
+    _complete_norm_stats(renamed, model)
+    return renamed
+
+
+def _complete_norm_stats(state: dict[str, Tensor], model: nn.Module) -> None:
+    """Give every norm that has a weight but no statistics mean 0 and var 1 - eps.
+
+    Then (x - 0) / sqrt(1 - eps + eps) * s + b = x * s + b: the blob's affine, exactly.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, BATCH_NORMS) and f"{name}.weight" in state:
+            weight = state[f"{name}.weight"]
+            state.setdefault(f"{name}.running_mean", torch.zeros_like(weight))
+            state.setdefault(f"{name}.running_var", torch.ones_like(weight) - module.eps)
+
+
+def _load_state(
+    model: nn.Module, state: dict[str, Tensor], format: str, skip_classifier: bool
+) -> LoadReport:
+    """Load the keys that match in name and shape; report the rest."""
+    target = model.state_dict()
+    prefix = getattr(model, "classifier", "fc") + "."
+    has_classifier = any(k.startswith(prefix) for k in state)
+    skip = skip_classifier or not has_classifier  # a backbone-only checkpoint is fine
+    if skip:
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        target = {k: v for k, v in target.items() if not k.startswith(prefix)}
+
+    def counted(key: str) -> bool:  # FrozenBN has no step counter; MSRA blobs have none
+        return not key.endswith("num_batches_tracked")
+
+    report = LoadReport(format, classifier_loaded=not skip)
+    report.missing = [k for k in target if k not in state and counted(k)]
+    report.unexpected = [k for k in state if k not in target and counted(k)]
+    loadable = {}
+    for key, value in state.items():
+        if key not in target:
+            continue
+        if value.shape != target[key].shape:
+            report.shape_mismatch.append(
+                f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target[key].shape)}"
+            )
+        else:
+            loadable[key] = value
+    model.load_state_dict(loadable, strict=False)
+    return report
+
+
+CONVERTERS: dict[str, Callable[[Mapping[str, Tensor], nn.Module], dict[str, Tensor]]] = {
+    "resdet": lambda state, model: dict(state),
+    "torchvision": from_torchvision,
+    "msra": from_msra,
+}

@@ -1,0 +1,251 @@
+"""load_weights: torchvision and MSRA weights give torchvision's logits; error messages.
+
+Layout note: MSRA's own ResNets use the stride on the first 1x1 (`stride_in_1x1=True`). Here the
+MSRA blobs are made from a torchvision model (stride on the 3x3), so the model they load into is
+built with torchvision's layout (`stride_in_1x1=False`): the blob names and the layout are
+independent, and only the layout has to match the network the weights came from.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from backbones import build_backbone, load_weights
+from backbones.errors import UserError
+from backbones.weights import detect_format
+
+EPS = 1e-5
+
+
+def msra_resnet_blobs(tv: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    """A torchvision ResNet state dict under Detectron's blob names, BN folded to scale/bias."""
+    blobs: dict[str, np.ndarray] = {}
+
+    def put_bn(tv_prefix: str, blob_prefix: str) -> None:
+        scale = tv[f"{tv_prefix}.weight"] / (tv[f"{tv_prefix}.running_var"] + EPS).sqrt()
+        shift = tv[f"{tv_prefix}.bias"] - tv[f"{tv_prefix}.running_mean"] * scale
+        blobs[f"{blob_prefix}_bn_s"], blobs[f"{blob_prefix}_bn_b"] = scale.numpy(), shift.numpy()
+
+    blobs["conv1_w"] = tv["conv1.weight"].numpy()
+    put_bn("bn1", "res_conv1")
+    for key in tv:
+        match = re.fullmatch(r"layer(\d)\.(\d+)\.(conv\d|downsample\.0)\.weight", key)
+        if match:
+            stage, block, layer = int(match[1]) + 1, match[2], match[3]
+            branch = "branch1" if layer == "downsample.0" else "branch2" + "abc"[int(layer[-1]) - 1]
+            name = f"res{stage}_{block}_{branch}"
+            blobs[f"{name}_w"] = tv[key].numpy()
+            norm = key.replace("conv", "bn").replace("downsample.0", "downsample.1")
+            put_bn(norm.removesuffix(".weight"), name)
+    blobs["fc1000_w"], blobs["fc1000_b"] = tv["fc.weight"].numpy(), tv["fc.bias"].numpy()
+    blobs["conv1_w_momentum"] = np.zeros(1, np.float32)  # Caffe2 solver state: ignored
+    return blobs
+
+
+def msra_vgg_blobs(tv: dict[str, Tensor], features: nn.Sequential) -> dict[str, np.ndarray]:
+    """A torchvision VGG state dict under Caffe's names (conv1_1_w, ..., fc6_w, fc8_b)."""
+    blobs, block, j = {}, 1, 0
+    for i, layer in enumerate(features):
+        if isinstance(layer, nn.MaxPool2d):
+            block, j = block + 1, 0
+        elif isinstance(layer, nn.Conv2d):
+            j += 1
+            blobs[f"conv{block}_{j}_w"] = tv[f"features.{i}.weight"].numpy()
+            blobs[f"conv{block}_{j}_b"] = tv[f"features.{i}.bias"].numpy()
+    for caffe, index in (("fc6", 0), ("fc7", 3), ("fc8", 6)):
+        blobs[f"{caffe}_w"] = tv[f"classifier.{index}.weight"].numpy()
+        blobs[f"{caffe}_b"] = tv[f"classifier.{index}.bias"].numpy()
+    return blobs
+
+
+def write_pkl(path: Path, blobs: dict[str, np.ndarray]) -> Path:
+    with path.open("wb") as f:
+        pickle.dump({"blobs": blobs}, f)
+    return path
+
+
+def logits(model: nn.Module, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_torchvision_and_msra_resnet50(
+    tmp_path: Path, randomize_norms: Callable[..., nn.Module], images: torch.Tensor
+) -> None:
+    torch.manual_seed(0)
+    tv = randomize_norms(torchvision.models.resnet50(weights=None)).eval()
+    expected = logits(tv, images)
+    torch.save(tv.state_dict(), tmp_path / "resnet50.pth")
+
+    ours = build_backbone("resnet50")  # torchvision's layout: stride on the 3x3
+    report = load_weights(ours, tmp_path / "resnet50.pth")
+    assert (report.format, report.ok, report.classifier_loaded) == ("torchvision", True, True)
+    assert (logits(ours, images) - expected).abs().max() < 1e-5
+
+    pkl = write_pkl(tmp_path / "R-50.pkl", msra_resnet_blobs(tv.state_dict()))
+    for norm in ("frozen_bn", "bn"):
+        msra = build_backbone("resnet50", norm=norm)
+        assert load_weights(msra, pkl).format == "msra"
+        assert (logits(msra, images) - expected).abs().max() < 1e-5, norm
+    # the folded affine loads with mean 0, var 1 - eps
+    assert torch.equal(msra.stem.bn1.running_mean, torch.zeros(64))
+    assert torch.allclose(msra.stem.bn1.running_var, torch.full((64,), 1 - EPS))
+
+
+def test_torchvision_resnet101_state_dict(
+    randomize_norms: Callable[..., nn.Module], images: torch.Tensor
+) -> None:
+    torch.manual_seed(0)
+    tv = randomize_norms(torchvision.models.resnet101(weights=None)).eval()
+    ours = build_backbone("resnet101", norm="frozen_bn")
+    assert load_weights(ours, tv.state_dict()).ok
+    assert (logits(ours, images) - logits(tv, images)).abs().max() < 1e-5
+
+
+def test_torchvision_and_msra_vgg16(tmp_path: Path, images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    tv = torchvision.models.vgg16(weights=None).eval()
+    expected = logits(tv, images)
+    assert expected.abs().max() > 1e-3
+    torch.save(tv.state_dict(), tmp_path / "vgg16.pth")
+    blobs = msra_vgg_blobs(tv.state_dict(), tv.features)
+    del tv
+
+    ours = build_backbone("vgg16")
+    assert load_weights(ours, tmp_path / "vgg16.pth").format == "torchvision"
+    assert (logits(ours, images) - expected).abs().max() < 1e-5
+
+    nn.init.zeros_(ours.fc67[0].weight)  # loading must overwrite everything again
+    report = load_weights(ours, write_pkl(tmp_path / "VGG16.pkl", blobs))
+    assert (report.format, report.ok) == ("msra", True)
+    assert (logits(ours, images) - expected).abs().max() < 1e-5
+
+
+@pytest.fixture
+def small() -> nn.Module:
+    return build_backbone("resnet18", base_width=16)
+
+
+@pytest.fixture
+def state(small: nn.Module) -> dict[str, Tensor]:
+    torch.manual_seed(3)
+    return build_backbone("resnet18", base_width=16).state_dict()
+
+
+def test_own_checkpoint_wrapped_and_prefixed(
+    tmp_path: Path, small: nn.Module, state: dict[str, Tensor]
+) -> None:
+    wrapped = {"model": {f"module.{k}": v for k, v in state.items()}, "iteration": 7}
+    torch.save(wrapped, tmp_path / "checkpoint.pth")
+    report = load_weights(small, tmp_path / "checkpoint.pth")
+    assert report.format == "resdet" and report.ok
+    assert all(torch.equal(v, state[k]) for k, v in small.state_dict().items())
+
+
+def test_checkpoint_with_numpy_state_falls_back_to_full_unpickling(
+    tmp_path: Path, small: nn.Module, state: dict[str, Tensor]
+) -> None:
+    torch.save({"model": state, "numpy_rng": np.zeros(3)}, tmp_path / "last.pth")
+    with pytest.warns(UserWarning, match="not loadable with weights_only=True"):
+        assert load_weights(small, tmp_path / "last.pth").ok
+
+
+def test_missing_key_message(tmp_path: Path, small: nn.Module, state: dict[str, Tensor]) -> None:
+    del state["res3.0.conv1.weight"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(UserError) as info:
+        load_weights(small, tmp_path / "bad.pth")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"weights '{tmp_path / 'bad.pth'}' (resdet format) does not fit ResNet" in message
+    assert message.endswith("1 missing key: res3.0.conv1.weight")
+
+
+def test_unexpected_key_message(small: nn.Module, state: dict[str, Tensor]) -> None:
+    state["res2.0.extra.weight"] = torch.zeros(1)
+    with pytest.raises(
+        UserError, match=r"state dict .*: 1 unexpected key: res2\.0\.extra\.weight$"
+    ):
+        load_weights(small, state)
+
+
+def test_shape_mismatch_message_and_skip_classifier(small: nn.Module) -> None:
+    torch.manual_seed(4)
+    ten = build_backbone("resnet18", base_width=16, num_classes=10).state_dict()
+    with pytest.raises(UserError) as info:
+        load_weights(small, ten)
+    assert str(info.value).endswith(
+        "2 shape mismatches: fc.weight: checkpoint (10, 128) vs model (1000, 128), "
+        "fc.bias: checkpoint (10,) vs model (1000,) "
+        "(skip_classifier=True keeps the model's own classifier)"
+    )
+    fc_before = small.fc.weight.clone()
+    report = load_weights(small, ten, skip_classifier=True)
+    assert report.ok and not report.classifier_loaded
+    assert torch.equal(small.fc.weight, fc_before)
+    assert torch.equal(small.res5[1].conv2.weight, ten["res5.1.conv2.weight"])
+
+
+def test_long_lists_are_truncated(small: nn.Module, state: dict[str, Tensor]) -> None:
+    res5 = [k for k in state if k.startswith("res5.") and "num_batches" not in k]
+    # 4 convs + the projection, each followed by a norm (weight, bias, mean, var)
+    assert len(res5) == 5 + 5 * 4
+    for key in res5:
+        del state[key]
+    with pytest.raises(
+        UserError, match=r": 25 missing keys: res5\.0\.conv1\.weight, .* and 20 more$"
+    ):
+        load_weights(small, state)
+
+
+def test_non_strict_returns_the_report(small: nn.Module, state: dict[str, Tensor]) -> None:
+    del state["stem.conv1.weight"]
+    state["fc.weight"] = torch.zeros(3, 3)
+    state["extra"] = torch.zeros(1)
+    before = small.stem.conv1.weight.clone()
+    report = load_weights(small, state, strict=False)
+    assert report.missing == ["stem.conv1.weight"]
+    assert report.unexpected == ["extra"]
+    assert report.shape_mismatch == ["fc.weight: checkpoint (3, 3) vs model (1000, 128)"]
+    assert torch.equal(small.stem.conv1.weight, before)
+    assert torch.equal(small.res2[0].conv1.weight, state["res2.0.conv1.weight"])
+
+
+def test_backbone_only_checkpoint(small: nn.Module, state: dict[str, Tensor]) -> None:
+    features = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    fc_before = small.fc.weight.clone()
+    report = load_weights(small, features)
+    assert report.ok and not report.classifier_loaded
+    assert torch.equal(small.fc.weight, fc_before)
+
+
+def test_bad_sources(tmp_path: Path, small: nn.Module, state: dict[str, Tensor]) -> None:
+    with pytest.raises(UserError, match=r"weights file '.*nope.pth' does not exist"):
+        load_weights(small, tmp_path / "nope.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with (
+        pytest.warns(UserWarning, match="unpickling fully"),
+        pytest.raises(UserError, match=r"junk.pth' is not a readable checkpoint"),
+    ):
+        load_weights(small, tmp_path / "junk.pth")
+    with pytest.raises(UserError, match="format 'caffe' is not known"):
+        load_weights(small, state, format="caffe")
+    with pytest.raises(UserError, match=r"torchvision weights exist .* not CifarResNet"):
+        load_weights(build_backbone("resnet20"), state, format="torchvision")
+
+
+def test_detect_format() -> None:
+    assert detect_format({"conv1.weight": 0, "layer1.0.conv1.weight": 0}) == "torchvision"
+    assert detect_format({"features.0.weight": 0, "classifier.6.bias": 0}) == "torchvision"
+    assert detect_format({"conv1_w": 0, "res2_0_branch2a_w": 0}) == "msra"
+    assert detect_format({"stem.conv1.weight": 0, "fc.bias": 0}) == "resdet"
+    assert detect_format({"features.0.weight": 0, "fc67.0.weight": 0}) == "resdet"

@@ -1,0 +1,149 @@
+"""`resdet flops`: parameters and multiply-adds (GMACs, the paper's "FLOPs") of a model.
+
+    resdet flops resnet50                      # torchvision layout: 25,557,032 params, 4.09 GMACs
+    resdet flops resnet50 --stride-in-1x1      # the paper's layout: 3.86 GMACs
+    resdet flops --all                         # markdown table of every named backbone
+
+Models are built on the meta device, so nothing is allocated or computed.
+
+Extension point for detectors: `ROW_BUILDERS` maps a family to (names, row function). A
+detector family adds an entry whose function returns the same keys as `backbone_row`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypedDict
+
+import torch
+
+from backbones import BACKBONES, backbone_arguments, build_backbone, count_macs, count_params
+from backbones.cifar import CIFAR_NETS
+from backbones.errors import UserError
+
+HELP = "print parameters and multiply-adds of a backbone or detector"
+
+CIFAR_SIZE, IMAGENET_SIZE = 32, 224
+
+
+class Row(TypedDict):
+    """One counted model."""
+
+    name: str
+    input: str  # "224x224"
+    params: int
+    gmacs: float  # multiply-adds / 1e9
+
+
+def backbone_row(
+    name: str, size: int | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
+) -> Row:
+    """Count one backbone, built on the meta device.
+
+    Args:
+        name: a key of backbones.BACKBONES.
+        size: square input side; None = 32 for CIFAR nets, 224 otherwise.
+        stride_in_1x1: the paper's bottleneck layout (only for nets that take it).
+        shortcut: "A" / "B" / "C" (ResNets only); None = the net's default.
+
+    Returns:
+        The Row: name, input ("224x224"), params, gmacs.
+    """
+    size = size or (CIFAR_SIZE if name in CIFAR_NETS else IMAGENET_SIZE)
+    kwargs: dict[str, object] = {}
+    if stride_in_1x1:
+        kwargs["stride_in_1x1"] = True
+    if shortcut is not None:
+        kwargs["shortcut"] = shortcut
+    with torch.device("meta"):
+        model = build_backbone(name, **kwargs)
+    return Row(
+        name=name,
+        input=f"{size}x{size}",
+        params=count_params(model),
+        gmacs=count_macs(model, (size, size)) / 1e9,
+    )
+
+
+RowFn = Callable[[str, "int | None", bool, "str | None"], Row]
+
+# family -> (names, row function); detectors plug in here with their own names and function
+ROW_BUILDERS: dict[str, tuple[list[str], RowFn]] = {
+    "backbone": (list(BACKBONES), backbone_row),
+}
+
+
+def known_names() -> list[str]:
+    """Every name `resdet flops` can count."""
+    return [name for names, _ in ROW_BUILDERS.values() for name in names]
+
+
+def row(
+    name: str, size: int | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
+) -> Row:
+    """Count `name` with the row function of its family; UserError for an unknown name."""
+    for names, row_fn in ROW_BUILDERS.values():
+        if name in names:
+            return row_fn(name, size, stride_in_1x1, shortcut)
+    raise UserError(f"model {name!r} is not known; expected one of {', '.join(known_names())}")
+
+
+def table_rows(size: int | None, stride_in_1x1: bool, shortcut: str | None) -> list[Row]:
+    """Rows for every named backbone; options go only to the nets that take them."""
+    rows = []
+    for name in BACKBONES:
+        accepted = backbone_arguments(name)
+        rows.append(
+            backbone_row(
+                name,
+                None if name in CIFAR_NETS else size,  # CIFAR nets stay at 32x32
+                stride_in_1x1 and "stride_in_1x1" in accepted,
+                shortcut if "shortcut" in accepted else None,
+            )
+        )
+    return rows
+
+
+def format_gmacs(gmacs: float) -> str:
+    """Two decimals as the paper (3.86), three below 1 GMAC (CIFAR nets: 0.041)."""
+    return f"{gmacs:.2f}" if gmacs >= 1 else f"{gmacs:.3f}"
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """| model | input | parameters | GMACs | table."""
+    lines = ["| model | input | parameters | GMACs |", "| --- | --- | ---: | ---: |"]
+    lines += [
+        f"| {r['name']} | {r['input']} | {r['params']:,} | {format_gmacs(r['gmacs'])} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="backbone name, e.g. resnet50, vgg16, resnet110")
+    parser.add_argument(
+        "--size", type=int, default=None, help="square input side (default 224; CIFAR nets 32)"
+    )
+    parser.add_argument(
+        "--stride-in-1x1",
+        action="store_true",
+        help="stride on a bottleneck's first 1x1 (the paper's / MSRA layout)",
+    )
+    parser.add_argument("--shortcut", choices=["A", "B", "C"], help="ResNet shortcut option")
+    parser.add_argument("--all", action="store_true", help="markdown table of every backbone")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.size is not None and args.size < 32:
+        raise UserError(f"--size {args.size} is too small; expected at least 32")
+    if args.all:
+        print(markdown_table(table_rows(args.size, args.stride_in_1x1, args.shortcut)))
+        return 0
+    if args.name is None:
+        raise UserError(f"give a model name or --all; names: {', '.join(known_names())}")
+    r = row(args.name, args.size, args.stride_in_1x1, args.shortcut)
+    print(f"{r['name']} at {r['input']}")
+    print(f"parameters: {r['params']:,} ({r['params'] / 1e6:.2f} M)")
+    print(f"multiply-adds: {format_gmacs(r['gmacs'])} GMACs")
+    return 0
