@@ -1,0 +1,45 @@
+"""Evaluation and result files: VOC devkit AP, COCO AP, writers, readers, evaluators."""
+
+from detection.evaluation.coco import (
+    COCO_BACKENDS,
+    COCO_STAT_NAMES,
+    COCOResult,
+    evaluate_coco,
+    load_coco_annotations,
+)
+from detection.evaluation.evaluator import COCOEvaluator, DatasetEvaluator, VOCEvaluator
+from detection.evaluation.results import (
+    coco_results,
+    load_coco_results,
+    package_voc_results,
+    read_voc_results,
+    validate_coco_results,
+    voc_result_filename,
+    write_coco_results,
+    write_voc_results,
+)
+from detection.evaluation.voc import VOC_METRICS, ClassDetections, VOCResult, evaluate_voc, voc_ap
+
+__all__ = [
+    "COCO_BACKENDS",
+    "COCO_STAT_NAMES",
+    "VOC_METRICS",
+    "COCOEvaluator",
+    "COCOResult",
+    "ClassDetections",
+    "DatasetEvaluator",
+    "VOCEvaluator",
+    "VOCResult",
+    "coco_results",
+    "evaluate_coco",
+    "evaluate_voc",
+    "load_coco_annotations",
+    "load_coco_results",
+    "package_voc_results",
+    "read_voc_results",
+    "validate_coco_results",
+    "voc_ap",
+    "voc_result_filename",
+    "write_coco_results",
+    "write_voc_results",
+]
