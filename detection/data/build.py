@@ -1,0 +1,209 @@
+"""Config -> data objects: the one place where ``data.*`` and ``input.*`` are read.
+
+* :func:`resolve_class_names`: ``data.class_names``, else VOC's 20, else COCO's categories.
+* :func:`load_dataset_records`: a ``data.train`` / ``data.test`` section -> ImageRecords.
+* :func:`build_train_transform` / :func:`build_test_transform`: ``input.*`` -> transforms.
+* :func:`build_detection_train_loader`: an infinite iterator of DetectionBatches for this
+  process (sharded by rank, aspect-ratio grouped, resumable at ``start_iter``).
+* :func:`build_detection_test_loader`: (loader, records, class_names) for evaluation.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from collections.abc import Sequence
+
+from torch.utils.data import BatchSampler, DataLoader
+
+from backbones.errors import UserError
+from detection.config import VOC_CLASSES, Config, DatasetConfig, InputConfig
+from detection.data.cleaning import DataWarning
+from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
+from detection.data.loader import (
+    DetectionDataset,
+    DetectionLoader,
+    InferenceSampler,
+    TrainBatchSampler,
+    TrainingSampler,
+    aspect_groups,
+    collate_detection,
+    distributed_rank_world,
+    seed_worker,
+)
+from detection.data.transforms import TestTransform, TrainTransform
+from detection.data.voc import load_voc_splits
+from detection.structures import ImageRecord
+
+DETECTION_FORMATS = ("voc", "coco")
+
+
+def resolve_class_names(cfg: Config) -> list[str]:
+    """Class names in label order: ``data.class_names``, else by the data sets' format.
+
+    VOC data sets use the 20 VOC classes; COCO ones their JSON's categories sorted by id
+    (the test file is read first: it is the smaller one).
+
+    Raises:
+        UserError: nothing to resolve them from.
+    """
+    if cfg.data.class_names:
+        return list(cfg.data.class_names)
+    for ds in (cfg.data.test, cfg.data.train):
+        if ds.format == "voc" and ds.root:
+            return list(VOC_CLASSES)
+        if ds.format == "coco" and ds.ann_file:
+            return read_coco_meta(resolve_ann_file(ds.root, ds.ann_file)).class_names
+    raise UserError(
+        "data.class_names is empty and neither data.test nor data.train names a VOC root or "
+        "a COCO ann_file to take the class names from"
+    )
+
+
+def load_dataset_records(
+    ds: DatasetConfig, class_names: Sequence[str], section: str
+) -> list[ImageRecord]:
+    """Read every record of a data set section (all images, empty ones included).
+
+    Args:
+        ds: the ``data.train`` or ``data.test`` section.
+        class_names: class names in label order.
+        section: "data.train" or "data.test", for messages.
+
+    Raises:
+        UserError: wrong format, empty root, or any reader error.
+    """
+    if ds.format not in DETECTION_FORMATS:
+        raise UserError(
+            f"{section}.format '{ds.format}' is not a detection format "
+            f"(expected one of {', '.join(DETECTION_FORMATS)})"
+        )
+    if not ds.root:
+        raise UserError(f"{section}.root is empty: set it to the data set folder")
+    if not os.path.isdir(ds.root):
+        raise UserError(f"{section}.root: folder {ds.root} not found")
+    if ds.format == "voc":
+        return load_voc_splits(ds.root, ds.splits, class_names)
+    ann_file = resolve_ann_file(ds.root, ds.ann_file)
+    records, _ = load_coco(ann_file, coco_image_root(ds.root, ann_file), class_names)
+    return records
+
+
+def build_train_transform(input_cfg: InputConfig) -> TrainTransform:
+    return TrainTransform(
+        min_sizes=input_cfg.min_size_train,
+        max_size=input_cfg.max_size_train,
+        flip_prob=input_cfg.flip_prob,
+        color_jitter=input_cfg.color_jitter,
+        format=input_cfg.format,
+        pixel_mean=input_cfg.pixel_mean,
+        pixel_std=input_cfg.pixel_std,
+    )
+
+
+def build_test_transform(input_cfg: InputConfig) -> TestTransform:
+    return TestTransform(
+        min_size=input_cfg.min_size_test,
+        max_size=input_cfg.max_size_test,
+        format=input_cfg.format,
+        pixel_mean=input_cfg.pixel_mean,
+        pixel_std=input_cfg.pixel_std,
+    )
+
+
+def build_detection_train_loader(
+    cfg: Config, images_per_process: int, start_iter: int = 0
+) -> DetectionLoader:
+    """The training stream of this process: infinite, seeded, sharded by rank.
+
+    Images without a non-ignored box are dropped unless ``data.train.include_empty``.
+    Batch ``i`` (counting from 0 at the run's start) is the same whatever ``start_iter``,
+    ``data.num_workers`` or interruption, so resuming at ``start_iter`` is exact.
+
+    Args:
+        cfg: the run config (data.*, input.*, seed, model.num_classes).
+        images_per_process: batch size on this process.
+        start_iter: first iteration to produce.
+
+    Returns:
+        An iterable of DetectionBatch (never ends).
+    """
+    class_names = _checked_class_names(cfg)
+    records = load_dataset_records(cfg.data.train, class_names, "data.train")
+    if not cfg.data.train.include_empty:
+        records = [r for r in records if (~r.ignore).any()]
+    records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.train")
+    rank, world_size = distributed_rank_world()
+    groups = aspect_groups(records) if cfg.data.aspect_ratio_grouping else None
+    batch_sampler = TrainBatchSampler(
+        TrainingSampler(len(records), cfg.seed, rank, world_size),
+        groups,
+        images_per_process,
+        cfg.seed,
+        rank,
+        start_iter,
+    )
+    loader = DataLoader(
+        DetectionDataset(records, build_train_transform(cfg.input)),
+        batch_sampler=batch_sampler,
+        collate_fn=functools.partial(
+            collate_detection, size_divisibility=cfg.input.size_divisibility
+        ),
+        num_workers=cfg.data.num_workers,
+        worker_init_fn=functools.partial(seed_worker, seed=cfg.seed, rank=rank),
+    )
+    return DetectionLoader(loader, cfg.data.skip_bad_images, len(records))
+
+
+def build_detection_test_loader(
+    cfg: Config,
+) -> tuple[DetectionLoader, list[ImageRecord], list[str]]:
+    """The evaluation loader over ``data.test``: every image, in order, sharded by rank.
+
+    Returns:
+        (loader of DetectionBatch with ``test.ims_per_batch`` images, all records of the test
+        set (every rank's), class names in label order).
+    """
+    class_names = _checked_class_names(cfg)
+    records = load_dataset_records(cfg.data.test, class_names, "data.test")
+    records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.test")
+    rank, world_size = distributed_rank_world()
+    sampler = InferenceSampler(len(records), rank, world_size)
+    loader = DataLoader(
+        DetectionDataset(records, build_test_transform(cfg.input)),
+        batch_sampler=BatchSampler(sampler, cfg.test.ims_per_batch, drop_last=False),
+        collate_fn=functools.partial(
+            collate_detection, size_divisibility=cfg.input.size_divisibility
+        ),
+        num_workers=cfg.data.num_workers,
+    )
+    return DetectionLoader(loader, cfg.data.skip_bad_images, len(records)), records, class_names
+
+
+def _checked_class_names(cfg: Config) -> list[str]:
+    class_names = resolve_class_names(cfg)
+    if len(class_names) != cfg.model.num_classes:
+        raise UserError(
+            f"model.num_classes is {cfg.model.num_classes} but the data has {len(class_names)} "
+            f"classes ({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''}); "
+            f"set model.num_classes={len(class_names)}"
+        )
+    return class_names
+
+
+def _drop_missing_images(
+    records: list[ImageRecord], skip_bad_images: bool, section: str
+) -> list[ImageRecord]:
+    """Check the image files exist: drop missing ones with one warning, or raise."""
+    missing = [r for r in records if not os.path.isfile(r.path)]
+    if not missing:
+        if not records:
+            raise UserError(f"{section}: no images to load")
+        return records
+    summary = f"{len(missing)} of the {len(records)} images of {section} are missing"
+    if not skip_bad_images or len(missing) == len(records):
+        raise UserError(f"{missing[0].path}: image file not found ({summary})")
+    warnings.warn(f"{summary}, skipped (first: {missing[0].path})", DataWarning, stacklevel=3)
+    missing_ids = {id(r) for r in missing}
+    return [r for r in records if id(r) not in missing_ids]

@@ -1,0 +1,220 @@
+"""PASCAL VOC reader: ``VOC20xx/{Annotations,JPEGImages,ImageSets/Main}`` -> ImageRecords.
+
+Conventions:
+
+* ``image_id`` is the file stem (``"000005"``), the image is ``JPEGImages/<id>.jpg`` and its
+  annotation ``Annotations/<id>.xml``.
+* VOC's XML boxes are 1-based and inclusive; they load as ``(xmin - 1, ymin - 1, xmax, ymax)``
+  in 0-based continuous pixels (Detectron2's convention). The result writers add the 1 back.
+* ``<difficult>1</difficult>`` objects are kept with ``ignore=True`` (the evaluation needs them,
+  the training losses skip them); ``truncated`` is read by nobody.
+* The image size comes from ``<size>``; when it is missing the image header is read.
+* Boxes reaching outside the image are clipped and boxes with no area dropped, with one
+  counted warning per split (:class:`~detection.data.cleaning.BoxCleaner`).
+
+Bad input raises :class:`UserError` naming the file: a missing split or annotation file, an
+empty split file, XML that does not parse or lacks a box coordinate, an unknown class name.
+Images are not opened here (a tree of annotations alone, as ``resdet score`` reads, is fine)
+unless ``check_images=True``; a missing or corrupt image is otherwise reported by the loader.
+
+The config form (``data.train.root`` + ``data.train.splits``) is :func:`load_voc_splits`:
+``"trainval"`` reads ``root/ImageSets/Main/trainval.txt`` and ``"VOC2012/trainval"`` reads
+``root/VOC2012/ImageSets/Main/trainval.txt``, so with ``root`` a VOCdevkit folder the paper's
+07+12 is ``["VOC2007/trainval", "VOC2012/trainval"]`` and 07++12 adds ``"VOC2007/test"``.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from backbones.errors import UserError
+from detection.config import VOC_CLASSES
+from detection.data.cleaning import BoxCleaner
+from detection.structures import ImageRecord
+
+__all__ = ["VOC_CLASSES", "load_voc", "load_voc_splits", "read_split_file"]
+
+_COORDS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def load_voc(
+    root: str,
+    split: str,
+    class_names: Sequence[str] = VOC_CLASSES,
+    *,
+    check_images: bool = False,
+) -> list[ImageRecord]:
+    """Read one split of one VOC20xx folder.
+
+    Args:
+        root: a VOC20xx folder (holding Annotations/, JPEGImages/, ImageSets/Main/).
+        split: split name, read from ``root/ImageSets/Main/<split>.txt``.
+        class_names: class names in label order (label = index in this list).
+        check_images: also require every image file to exist (UserError otherwise).
+
+    Returns:
+        One record per listed image, in split-file order; boxes (G, 4) float32 xyxy 0-based.
+
+    Raises:
+        UserError: missing/empty split file, missing or malformed XML, unknown class name,
+            missing image (with ``check_images``, or when the XML has no ``<size>``).
+    """
+    split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    image_ids = read_split_file(split_file)
+    class_to_label = {name: i for i, name in enumerate(class_names)}
+    cleaner = BoxCleaner(split_file)
+    records = []
+    for image_id in image_ids:
+        image_path = os.path.join(root, "JPEGImages", f"{image_id}.jpg")
+        xml_path = os.path.join(root, "Annotations", f"{image_id}.xml")
+        if check_images and not os.path.isfile(image_path):
+            raise UserError(f"{image_path}: image file not found (listed in {split_file})")
+        records.append(_parse_xml(xml_path, image_id, image_path, class_to_label, cleaner))
+    cleaner.warn()
+    return records
+
+
+def load_voc_splits(
+    root: str,
+    splits: Sequence[str],
+    class_names: Sequence[str] = VOC_CLASSES,
+    *,
+    check_images: bool = False,
+) -> list[ImageRecord]:
+    """Read and concatenate several splits given as ``"split"`` or ``"VOC20xx/split"``.
+
+    Args:
+        root: a VOCdevkit folder or a VOC20xx folder.
+        splits: entries relative to ``root``, e.g. ``["VOC2007/trainval", "VOC2012/trainval"]``.
+        class_names: class names in label order.
+        check_images: also require every image file to exist.
+
+    Returns:
+        The records of all entries, in order.
+
+    Raises:
+        UserError: as :func:`load_voc`, no splits at all, or an image listed twice.
+    """
+    if not splits:
+        raise UserError(f"{root}: no VOC splits given (e.g. 'trainval' or 'VOC2007/trainval')")
+    records: list[ImageRecord] = []
+    seen: dict[int | str, str] = {}
+    for entry in splits:
+        folder, _, split = entry.strip("/").rpartition("/")
+        voc_root = os.path.join(root, folder) if folder else root
+        if not os.path.isdir(os.path.join(voc_root, "ImageSets", "Main")):
+            raise UserError(
+                f"{voc_root}: no ImageSets/Main folder for split '{entry}' (expected a VOC20xx "
+                "folder, or 'VOC2007/trainval'-style splits under a VOCdevkit root)"
+            )
+        for record in load_voc(voc_root, split, class_names, check_images=check_images):
+            if record.image_id in seen:
+                raise UserError(
+                    f"image '{record.image_id}' is listed by both split '{seen[record.image_id]}' "
+                    f"and '{entry}' under {root}"
+                )
+            seen[record.image_id] = entry
+            records.append(record)
+    return records
+
+
+def read_split_file(path: str) -> list[str]:
+    """Image ids of a VOC split file, one per line (blank lines ignored).
+
+    Raises:
+        UserError: the file is missing or lists no image.
+    """
+    if not os.path.isfile(path):
+        folder = os.path.dirname(path)
+        known = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".txt"))[:20]
+        hint = f" (found: {', '.join(known)})" if os.path.isdir(folder) and known else ""
+        raise UserError(f"{path}: split file not found{hint}")
+    with open(path) as f:
+        # class-specific split files have a second column (" 1"/"-1"); the id comes first
+        ids = [line.split()[0] for line in f if line.strip()]
+    if not ids:
+        raise UserError(f"{path}: split file lists no images")
+    return ids
+
+
+def _parse_xml(
+    xml_path: str,
+    image_id: str,
+    image_path: str,
+    class_to_label: dict[str, int],
+    cleaner: BoxCleaner,
+) -> ImageRecord:
+    """One annotation XML -> ImageRecord (boxes converted to 0-based, cleaned)."""
+    try:
+        tree = ET.parse(xml_path)
+    except FileNotFoundError:
+        raise UserError(f"{xml_path}: annotation file not found") from None
+    except ET.ParseError as exc:
+        raise UserError(f"{xml_path}: malformed XML: {exc}") from None
+    width, height = _image_size(tree.getroot(), xml_path, image_path)
+    boxes, labels, ignore = [], [], []
+    for k, obj in enumerate(tree.getroot().iter("object")):
+        name = (obj.findtext("name") or "").strip()
+        if name not in class_to_label:
+            raise UserError(
+                f"{xml_path}: object {k} has unknown class '{name}' "
+                f"(known: {', '.join(class_to_label)})"
+            )
+        box = [_coordinate(obj, c, xml_path, k) for c in _COORDS]
+        # 1-based inclusive -> 0-based continuous
+        boxes.append([box[0] - 1, box[1] - 1, box[2], box[3]])
+        labels.append(class_to_label[name])
+        ignore.append(_flag(obj.findtext("difficult")))
+    box_array = np.asarray(boxes, np.float32).reshape(-1, 4)
+    keep = cleaner.clean(box_array, width, height, xml_path)
+    return ImageRecord(
+        image_id=image_id,
+        path=image_path,
+        width=width,
+        height=height,
+        boxes=box_array[keep],
+        labels=np.asarray(labels, np.int64)[keep],
+        ignore=np.asarray(ignore, bool)[keep],
+    )
+
+
+def _image_size(root: ET.Element, xml_path: str, image_path: str) -> tuple[int, int]:
+    """(width, height) from ``<size>``, else from the image header."""
+    try:
+        width = int(float(root.findtext("size/width") or 0))
+        height = int(float(root.findtext("size/height") or 0))
+    except ValueError:
+        width = height = 0
+    if width > 0 and height > 0:
+        return width, height
+    try:
+        with Image.open(image_path) as image:
+            return image.size
+    except OSError as exc:
+        raise UserError(
+            f"{xml_path}: no valid <size>, and the image header of {image_path} cannot be read "
+            f"({exc.__class__.__name__})"
+        ) from None
+
+
+def _coordinate(obj: ET.Element, name: str, xml_path: str, index: int) -> float:
+    text = obj.findtext(f"bndbox/{name}")
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{xml_path}: object {index} has no numeric bndbox/{name} (got {text!r})"
+        ) from None
+
+
+def _flag(text: str | None) -> bool:
+    """A VOC 0/1 flag; anything but a non-zero number (or empty) reads as 0."""
+    try:
+        return float(text or 0) != 0
+    except ValueError:
+        return False

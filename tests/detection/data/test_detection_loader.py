@@ -1,0 +1,180 @@
+"""detection/data/loader.py: decoding, bad images, samplers, grouping, collate."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from backbones.errors import UserError
+from detection.data.cleaning import DataWarning
+from detection.data.loader import (
+    BadImageError,
+    BadSample,
+    DetectionDataset,
+    DetectionLoader,
+    InferenceSampler,
+    Sample,
+    TrainBatchSampler,
+    TrainingSampler,
+    aspect_groups,
+    collate_detection,
+    group_batches,
+    read_image,
+    seed_worker,
+)
+from detection.data.transforms import TestTransform
+from detection.data.voc import load_voc
+from detection.structures import ImageRecord
+
+TRANSFORM = TestTransform(32, 64, "RGB", [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+
+
+def test_read_image_decodes_to_rgb(tmp_path: Path) -> None:
+    path = tmp_path / "red.png"
+    cv2.imwrite(str(path), np.full((4, 6, 3), (0, 0, 255), np.uint8))  # BGR red
+    image = read_image(str(path))
+    assert image.shape == (4, 6, 3) and image[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(BadImageError, match=r"absent\.jpg: cannot read the image file"):
+        read_image(str(tmp_path / "absent.jpg"))
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(BadImageError, match=r"bad\.jpg: the image does not decode"):
+        read_image(str(tmp_path / "bad.jpg"))
+
+
+def _voc_records(voc_devkit: Path) -> list[ImageRecord]:
+    with pytest.warns(DataWarning):
+        return load_voc(str(voc_devkit / "VOC2007"), "trainval")
+
+
+def test_dataset_sample_carries_scaled_targets_and_ignore(voc_devkit: Path) -> None:
+    sample = DetectionDataset(_voc_records(voc_devkit), TRANSFORM)[0]
+    assert isinstance(sample, Sample)
+    assert tuple(sample.image.shape) == (3, 32, 43)  # 30x40 -> shorter side 32
+    sy, sx = sample.scale
+    assert (sy, sx) == (32 / 30, 43 / 40)
+    expected = [[0, 0, 10 * sx, 20 * sy], [4 * sx, 5 * sy, 40 * sx, 30 * sy]]
+    torch.testing.assert_close(sample.targets.boxes, torch.tensor(expected))
+    assert sample.targets.ignore.tolist() == [False, True]
+    assert sample.targets.labels.tolist() == sample.record.labels.tolist()
+
+
+def _corrupt(voc_devkit: Path) -> list[ImageRecord]:
+    """Records of trainval with 000002 missing and 000003 corrupt."""
+    records = _voc_records(voc_devkit)
+    (voc_devkit / "VOC2007/JPEGImages/000002.jpg").unlink()
+    (voc_devkit / "VOC2007/JPEGImages/000003.jpg").write_bytes(b"\xff\xd8 truncated")
+    return records
+
+
+def _loader(records: list[ImageRecord], skip: bool, batch_size: int = 1) -> DetectionLoader:
+    data = DataLoader(
+        DetectionDataset(records, TRANSFORM), batch_size=batch_size, collate_fn=collate_detection
+    )
+    return DetectionLoader(data, skip, len(records))
+
+
+def test_bad_images_are_skipped_with_one_warning_each(voc_devkit: Path) -> None:
+    records = _corrupt(voc_devkit)
+    loader = _loader(records, skip=True)
+    with pytest.warns(DataWarning) as caught:
+        for _ in range(2):  # a second pass warns no more
+            assert [b.images.image_ids for b in loader] == [["000001"]]
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and loader.num_skipped == 2
+    assert "000002.jpg: cannot read the image file" in messages[0]
+    assert "(1 skipped so far)" in messages[0]
+    assert "000003.jpg: the image does not decode" in messages[1]
+    assert "(2 skipped so far)" in messages[1]
+
+
+def test_bad_image_is_a_one_line_error_without_skipping(voc_devkit: Path) -> None:
+    loader = _loader(_corrupt(voc_devkit), skip=False, batch_size=3)
+    with pytest.raises(UserError, match=r"000002\.jpg: cannot read.*skip_bad_images=true") as info:
+        list(loader)
+    assert "\n" not in str(info.value)
+
+
+def test_all_images_bad_is_an_error(voc_devkit: Path) -> None:
+    records = _corrupt(voc_devkit)[1:]
+    with pytest.warns(DataWarning), pytest.raises(UserError, match="all 2 images"):
+        list(_loader(records, skip=True))
+
+
+def test_size_mismatch_is_a_bad_image(voc_devkit: Path) -> None:
+    records = _voc_records(voc_devkit)
+    cv2.imwrite(records[0].path, np.zeros((31, 40, 3), np.uint8))
+    bad = DetectionDataset(records, TRANSFORM)[0]
+    assert isinstance(bad, BadSample)
+    assert bad.reason.endswith("000001.jpg: decoded size 40x31 differs from the annotated 40x30")
+
+
+def test_collate_builds_a_detection_batch(voc_devkit: Path) -> None:
+    dataset = DetectionDataset(_voc_records(voc_devkit), TRANSFORM)
+    collated = collate_detection([dataset[0], dataset[1]], size_divisibility=32)
+    assert collated.bad == [] and collated.batch is not None
+    batch = collated.batch
+    # 30x40 -> 32x43 and 16x24 -> 32x48; padded to 32x64
+    assert tuple(batch.images.tensor.shape) == (2, 3, 32, 64)
+    assert batch.images.image_sizes == [(32, 43), (32, 48)]
+    assert batch.images.original_sizes == [(30, 40), (16, 24)]
+    assert batch.images.image_ids == ["000001", "000002"]
+    assert [len(t.boxes) for t in batch.targets] == [2, 1]
+    assert [r.image_id for r in batch.records] == ["000001", "000002"]
+    assert collate_detection([BadSample(dataset.records[0], "x")]).batch is None
+
+
+def test_training_sampler_shards_one_stream() -> None:
+    whole = list(itertools.islice(iter(TrainingSampler(10, seed=4)), 40))
+    assert sorted(whole[:10]) == list(range(10)) and sorted(whole[10:20]) == list(range(10))
+    assert whole[:10] != whole[10:20]  # reshuffled every pass
+    shards = [list(itertools.islice(iter(TrainingSampler(10, 4, r, 2)), 20)) for r in (0, 1)]
+    assert shards[0] == whole[0::2] and shards[1] == whole[1::2]
+    assert list(itertools.islice(iter(TrainingSampler(3, 0, shuffle=False)), 5)) == [0, 1, 2, 0, 1]
+
+
+def test_group_batches_keeps_orientations_apart() -> None:
+    groups = [0, 0, 1, 0, 1, 1]
+    assert list(group_batches(iter(range(6)), groups, 2)) == [[0, 1], [2, 4]]
+    assert list(group_batches(iter(range(5)), None, 2)) == [[0, 1], [2, 3]]
+    records = [ImageRecord(0, "", 40, 30), ImageRecord(1, "", 30, 40), ImageRecord(2, "", 5, 5)]
+    assert aspect_groups(records) == [0, 1, 0]
+
+
+def test_train_batches_are_a_function_of_the_iteration() -> None:
+    groups = [i % 2 for i in range(11)]
+
+    def batches(start_iter: int, count: int) -> list[list[tuple[int, int]]]:
+        sampler = TrainBatchSampler(TrainingSampler(11, 7), groups, 3, 7, 0, start_iter)
+        return list(itertools.islice(iter(sampler), count))
+
+    run = batches(0, 12)
+    assert batches(5, 7) == run[5:]
+    for batch in run:
+        assert len({groups[i] for i, _ in batch}) == 1  # one orientation per batch
+    seeds = [seed for batch in run for _, seed in batch]
+    assert len(set(seeds)) == len(seeds)  # every sample has its own augmentation seed
+    other_rank = TrainBatchSampler(TrainingSampler(11, 7), groups, 3, 7, rank=1)
+    assert next(iter(other_rank))[0][1] != run[0][0][1]
+
+
+def test_inference_sampler_contiguous_shards() -> None:
+    shards = [list(InferenceSampler(10, r, 3)) for r in range(3)]
+    assert shards == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [len(InferenceSampler(2, r, 3)) for r in range(3)] == [1, 1, 0]
+
+
+def test_seed_worker_depends_on_seed_rank_and_worker() -> None:
+    def draw(worker: int, seed: int, rank: int) -> tuple[float, float, float]:
+        seed_worker(worker, seed=seed, rank=rank)
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    assert draw(0, 1, 0) == draw(0, 1, 0)
+    values = {draw(w, s, r) for w, s, r in [(0, 1, 0), (1, 1, 0), (0, 1, 1), (0, 2, 0)]}
+    assert len(values) == 4
