@@ -20,7 +20,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import yaml
 
@@ -317,11 +317,17 @@ class PretrainConfig:
 C = TypeVar("C")
 
 
+@overload
+def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ...) -> Config: ...
+@overload
+def load_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str] = ..., *, cls: type[C]
+) -> C: ...
 def load_config(
     path: str | os.PathLike[str] | None,
     overrides: Sequence[str] = (),
-    cls: type[C] = Config,  # type: ignore[assignment]
-) -> C:
+    cls: type[Any] = Config,
+) -> Any:
     """Load a YAML config (with at most one level of ``base:``) and apply ``--set`` overrides.
 
     Args:

@@ -7,7 +7,12 @@ from detection.evaluation.coco import (
     evaluate_coco,
     load_coco_annotations,
 )
-from detection.evaluation.evaluator import COCOEvaluator, DatasetEvaluator, VOCEvaluator
+from detection.evaluation.evaluator import (
+    COCOEvaluator,
+    DatasetEvaluator,
+    VOCEvaluator,
+    records_to_coco,
+)
 from detection.evaluation.results import (
     coco_results,
     load_coco_results,
@@ -37,6 +42,7 @@ __all__ = [
     "load_coco_results",
     "package_voc_results",
     "read_voc_results",
+    "records_to_coco",
     "validate_coco_results",
     "voc_ap",
     "voc_result_filename",

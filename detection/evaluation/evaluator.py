@@ -143,21 +143,24 @@ class COCOEvaluator:
 
     def __init__(
         self,
-        ann_file: str | Path,
+        ann_file: str | Path | dict[str, Any],
         label_to_category_id: Sequence[int],
         backend: str = "faster",
         out_json: str | Path | None = None,
     ) -> None:
         """
         Args:
-            ann_file: COCO annotation JSON of the evaluated split.
+            ann_file: COCO annotation JSON of the evaluated split, or the parsed dict (e.g.
+                from :func:`records_to_coco`, to score a VOC-format set with COCO's metric).
             label_to_category_id: contiguous 0-based label -> original COCO category id.
             backend: "faster" (faster-coco-eval) or "pycocotools".
             out_json: if set, the COCO results JSON is written there.
         """
         if backend not in COCO_BACKENDS:
             raise ValueError(f"unknown COCO backend {backend!r}; valid: {', '.join(COCO_BACKENDS)}")
-        self.dataset = load_coco_annotations(ann_file)
+        self.dataset = ann_file if isinstance(ann_file, dict) else load_coco_annotations(ann_file)
+        # VOC image ids are file stems: score them under their position in the ground truth
+        self._id_map = {img["file_name"]: img["id"] for img in self.dataset["images"]}
         self.label_to_category_id = list(label_to_category_id)
         self.backend = backend
         self.out_json = out_json
@@ -168,7 +171,10 @@ class COCOEvaluator:
 
     def process(self, records: list[ImageRecord], detections: list[Detections]) -> None:
         for record, dets in zip(records, _to_cpu(records, detections)):
-            self._seen.append((int(record.image_id), dets))
+            image_id = record.image_id
+            self._seen.append(
+                (image_id if isinstance(image_id, int) else self._id_map[image_id], dets)
+            )
 
     def evaluate(self) -> dict[str, Any]:
         gathered = gather_to_main(self._seen)
@@ -180,3 +186,37 @@ class COCOEvaluator:
         if self.out_json is not None:
             write_coco_results(self.out_json, entries)
         return evaluate_coco(self.dataset, entries, self.backend, image_ids).to_dict()
+
+
+def records_to_coco(records: Sequence[ImageRecord], class_names: Sequence[str]) -> dict[str, Any]:
+    """A COCO ground-truth dict for any records (e.g. a VOC split), for COCO's metric.
+
+    Image ids are positions (1-based); ``file_name`` holds the record's own id, which
+    :class:`COCOEvaluator` maps back. Ignored objects (VOC ``difficult``) become ``iscrowd``
+    regions, which COCOeval neither rewards nor penalises matching. Areas are box areas.
+    """
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for index, record in enumerate(records, start=1):
+        images.append(
+            {
+                "id": index,
+                "file_name": record.image_id,
+                "width": record.width,
+                "height": record.height,
+            }
+        )
+        for box, label, ignore in zip(record.boxes, record.labels, record.ignore):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": int(label) + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(ignore),
+                }
+            )
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
