@@ -1,0 +1,131 @@
+"""Training metrics: ``metrics.jsonl``, optional TensorBoard, and a tqdm progress bar.
+
+One JSON object per log step: ``iter``, the losses and other scalars averaged over the
+iterations since the previous line, ``lr``, ``time`` (s/iter), ``data_time`` (s/iter spent
+waiting for data), ``eta_seconds``, plus whatever else the loop passes (counts of skipped
+images or batches, evaluation results). Only rank 0 writes or draws; the other ranks get a
+logger that does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLogger:
+    """Collects per-iteration scalars and writes window averages every ``log`` call.
+
+    Args:
+        output_dir: folder of ``metrics.jsonl`` (and TensorBoard events in ``tb/``).
+        max_iter: last iteration (for the ETA and the progress bar).
+        start_iter: finished iterations when the run (re)starts; on resume the lines of
+            ``metrics.jsonl`` after it are dropped so the file reads as one run.
+        enabled: False on ranks other than 0.
+        tensorboard: also write TensorBoard events (one warning if it is not installed).
+        progress: draw a tqdm bar (tqdm turns itself off when stderr is not a terminal).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str],
+        max_iter: int,
+        start_iter: int = 0,
+        enabled: bool = True,
+        tensorboard: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.path = Path(output_dir) / METRICS_FILE
+        self.max_iter = max_iter
+        self.enabled = enabled
+        self._window: dict[str, list[float]] = defaultdict(list)
+        self._writer: Any = None
+        self._bar: Any = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _truncate_after(self.path, start_iter)
+        if tensorboard:
+            self._writer = _tensorboard_writer(self.path.parent / "tb")
+        if progress:
+            self._bar = tqdm(total=max_iter, initial=start_iter, dynamic_ncols=True, disable=None)
+
+    def put(self, scalars: dict[str, float]) -> None:
+        """Record one iteration's scalars (averaged at the next :meth:`write`)."""
+        for name, value in scalars.items():
+            self._window[name].append(value)
+
+    def write(self, iteration: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write one line: window means of the recorded scalars, ETA and ``extra`` as is.
+
+        Returns:
+            The line's object (also on disabled ranks, without writing).
+        """
+        line: dict[str, Any] = {"iter": iteration}
+        line.update({k: sum(v) / len(v) for k, v in self._window.items() if v})
+        self._window.clear()
+        if "time" in line:
+            line["eta_seconds"] = round(line["time"] * max(self.max_iter - iteration, 0), 1)
+        line.update(extra or {})
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(line, allow_nan=True) + "\n")
+            if self._writer is not None:
+                for name, value in line.items():
+                    if name != "iter" and isinstance(value, int | float):
+                        self._writer.add_scalar(name, value, iteration)
+        return line
+
+    def progress(self, iteration: int, shown: dict[str, float]) -> None:
+        """Move the bar to ``iteration`` and show ``shown`` (losses, lr, s/iter)."""
+        if self._bar is None:
+            return
+        self._bar.update(iteration - self._bar.n)
+        self._bar.set_postfix({k: _short(v) for k, v in shown.items()}, refresh=False)
+
+    def close(self) -> None:
+        """Flush and close the bar and the TensorBoard writer."""
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _short(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else str(value)
+
+
+def _truncate_after(path: Path, start_iter: int) -> None:
+    """Keep only the lines with ``iter <= start_iter`` (a fresh run keeps none)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iter", math.inf) <= start_iter:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _tensorboard_writer(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn(
+            "tensorboard: true, but TensorBoard is not installed (pip install 'resdet[tb]'); "
+            "writing metrics.jsonl only",
+            stacklevel=3,
+        )
+        return None
+    return SummaryWriter(log_dir=str(folder))

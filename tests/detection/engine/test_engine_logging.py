@@ -1,0 +1,66 @@
+"""metrics.jsonl lines (window means, ETA, extras), resume truncation, TensorBoard fallback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from detection.engine.logging import MetricsLogger
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(s) for s in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_window_means_eta_and_extras(tmp_path: Path) -> None:
+    log = MetricsLogger(tmp_path, max_iter=10, progress=False)
+    log.put({"loss": 1.0, "time": 0.5})
+    log.put({"loss": 3.0, "time": 1.5})
+    line = log.write(2, {"num_skipped_images": 4})
+    assert line == {
+        "iter": 2,
+        "loss": 2.0,
+        "time": 1.0,
+        "eta_seconds": 8.0,
+        "num_skipped_images": 4,
+    }
+    log.put({"loss": 5.0})
+    log.write(3)
+    log.close()
+    assert _lines(tmp_path) == [line, {"iter": 3, "loss": 5.0}]  # the window was reset
+
+
+def test_resume_drops_lines_after_the_checkpoint(tmp_path: Path) -> None:
+    rows = [{"iter": i, "loss": float(i)} for i in (2, 4, 6)]
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"iter": 8, "lo'  # torn last line
+    (tmp_path / "metrics.jsonl").write_text(text)
+    MetricsLogger(tmp_path, max_iter=10, start_iter=4, progress=False).close()
+    assert _lines(tmp_path) == rows[:2]
+    MetricsLogger(tmp_path, max_iter=10, start_iter=0, progress=False).close()
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
+
+
+def test_disabled_rank_writes_nothing(tmp_path: Path) -> None:
+    log = MetricsLogger(tmp_path / "r1", max_iter=4, enabled=False, tensorboard=True)
+    log.put({"loss": 1.0})
+    assert log.write(1) == {"iter": 1, "loss": 1.0}
+    log.close()
+    assert not (tmp_path / "r1").exists()
+
+
+def test_tensorboard_events_or_one_warning(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("tensorboard")
+    log = MetricsLogger(tmp_path / "tb_on", max_iter=4, tensorboard=True, progress=False)
+    log.put({"loss": 1.0})
+    log.write(1)
+    log.close()
+    assert list((tmp_path / "tb_on" / "tb").glob("events.out.tfevents.*"))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    with pytest.warns(UserWarning, match="TensorBoard is not installed"):
+        log = MetricsLogger(tmp_path / "tb_off", max_iter=4, tensorboard=True, progress=False)
+    log.put({"loss": 1.0})
+    log.write(1)
+    assert _lines(tmp_path / "tb_off") == [{"iter": 1, "loss": 1.0}]

@@ -1,0 +1,32 @@
+"""Argument helpers shared by the config-driven commands (pretrain, train, eval, infer)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--config FILE`` and any number of ``--set dotted.key=value``."""
+    parser.add_argument("--config", required=True, help=f"YAML config, e.g. {example}")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="override a config key (dotted), e.g. --set solver.max_iter=1000",
+    )
+
+
+def is_main_process() -> bool:
+    """True on torchrun's rank 0 (and without torchrun), so only one copy is printed."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def print_json(results: dict[str, Any]) -> None:
+    if is_main_process():
+        print(json.dumps(results, indent=2))

@@ -1,0 +1,62 @@
+"""`resdet pretrain`: train or evaluate a classification backbone (ImageNet, CIFAR-10).
+
+    resdet pretrain --config configs/pretrain/resnet50_imagenet.yaml [--set k=v ...] [--resume]
+    resdet pretrain --config C --eval-only --weights W
+    torchrun --nproc-per-node 8 --no-python resdet pretrain --config C
+
+Outputs in the config's output_dir: config.yaml, metrics.jsonl, checkpoint_<iter>.pth,
+last_checkpoint, model_final.pth, backbone.pth (for model.backbone.weights) and
+eval_results.json (top-1/top-5 error per test mode). See docs/REPRODUCE.md for the paper's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backbones.errors import UserError
+from detection.config import PretrainConfig, load_config
+from tools._common import add_config_arguments, print_json
+
+HELP = "train or evaluate a classification backbone (ImageNet, CIFAR)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "configs/pretrain/resnet50_imagenet.yaml")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
+    )
+    parser.add_argument(
+        "--eval-only", action="store_true", help="only evaluate --weights on the test split"
+    )
+    parser.add_argument(
+        "--weights", help="with --eval-only: our checkpoint, or a torchvision/MSRA file"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here: the engine pulls in torch, albumentations and OpenCV
+    from backbones.pretrain.engine import evaluate_weights, pretrain
+    from detection.engine.loop import NonFiniteLossError, TrainingInterrupted
+
+    cfg = load_config(args.config, args.overrides, cls=PretrainConfig)
+    if args.eval_only:
+        if not args.weights:
+            raise UserError("--eval-only needs --weights FILE")
+        print_json(evaluate_weights(cfg, args.weights))
+        return 0
+    if args.weights:
+        raise UserError(
+            "--weights goes with --eval-only; to start training from weights, "
+            "--set model.backbone.weights=FILE"
+        )
+    try:
+        final = pretrain(cfg, resume=args.resume)
+    except NonFiniteLossError as exc:
+        print(f"resdet pretrain: error: {exc}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as exc:
+        print(f"resdet pretrain: {exc}", file=sys.stderr)
+        return 130
+    print_json({"output_dir": cfg.output_dir, "eval": final.get("eval", {})})
+    return 0
