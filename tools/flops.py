@@ -3,6 +3,7 @@
     resdet flops resnet50                      # torchvision layout: 25,557,032 params, 4.09 GMACs
     resdet flops resnet50 --stride-in-1x1      # the paper's layout: 3.86 GMACs
     resdet flops --all                         # markdown table of every named backbone
+    resdet flops faster_rcnn_r50_fpn --size 800x1333   # a detector (see DETECTORS)
 
 Models are built on the meta device, so nothing is allocated or computed.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypedDict
 
 import torch
@@ -36,14 +38,17 @@ class Row(TypedDict):
     gmacs: float  # multiply-adds / 1e9
 
 
+Size = int | tuple[int, int]  # a square side, or (H, W)
+
+
 def backbone_row(
-    name: str, size: int | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
+    name: str, size: Size | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
 ) -> Row:
     """Count one backbone, built on the meta device.
 
     Args:
         name: a key of backbones.BACKBONES.
-        size: square input side; None = 32 for CIFAR nets, 224 otherwise.
+        size: square input side or (H, W); None = 32 for CIFAR nets, 224 otherwise.
         stride_in_1x1: the paper's bottleneck layout (only for nets that take it).
         shortcut: "A" / "B" / "C" (ResNets only); None = the net's default.
 
@@ -51,6 +56,7 @@ def backbone_row(
         The Row: name, input ("224x224"), params, gmacs.
     """
     size = size or (CIFAR_SIZE if name in CIFAR_NETS else IMAGENET_SIZE)
+    h, w = size if isinstance(size, tuple) else (size, size)
     kwargs: dict[str, object] = {}
     if stride_in_1x1:
         kwargs["stride_in_1x1"] = True
@@ -60,17 +66,51 @@ def backbone_row(
         model = build_backbone(name, **kwargs)
     return Row(
         name=name,
-        input=f"{size}x{size}",
+        input=f"{h}x{w}",
         params=count_params(model),
-        gmacs=count_macs(model, (size, size)) / 1e9,
+        gmacs=count_macs(model, (h, w)) / 1e9,
     )
 
 
-RowFn = Callable[[str, "int | None", bool, "str | None"], Row]
+RowFn = Callable[[str, "Size | None", bool, "str | None"], Row]
 
-# family -> (names, row function); detectors plug in here with their own names and function
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detection"
+# detector name -> the config it is counted from (its classes: COCO's 80; torchvision's 90)
+DETECTORS = {
+    "faster_rcnn_r101_c4": "faster_rcnn_r101_c4_coco.yaml",
+    "faster_rcnn_vgg16": "faster_rcnn_vgg16_coco.yaml",
+    "faster_rcnn_r50_fpn": "torchvision_r50_fpn_coco.yaml",
+}
+
+
+def detector_row(
+    name: str, size: Size | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
+) -> Row:
+    """Count a detector built on the meta device from its config in DETECTORS.
+
+    GMACs: shared maps and RPN head on one image of `size` (default: the config's test
+    min x max size, e.g. 600x1000) plus the RoI head on the RPN's post-NMS test RoIs.
+    """
+    from detection.config import Config, load_config
+    from detection.modeling.build import build_model
+    from detection.modeling.complexity import count_detector_macs
+
+    if stride_in_1x1 or shortcut is not None:
+        raise UserError(f"{name}: --stride-in-1x1 and --shortcut apply to backbones only")
+    cfg: Config = load_config(CONFIGS / DETECTORS[name], ["model.backbone.weights="])
+    if size is None:
+        size = (cfg.input.min_size_test, cfg.input.max_size_test)
+    h, w = size if isinstance(size, tuple) else (size, size)
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+    macs = count_detector_macs(model, (h, w), cfg.model.rpn.post_nms_topk_test)
+    return Row(name=name, input=f"{h}x{w}", params=count_params(model), gmacs=macs / 1e9)
+
+
+# family -> (names, row function)
 ROW_BUILDERS: dict[str, tuple[list[str], RowFn]] = {
     "backbone": (list(BACKBONES), backbone_row),
+    "detector": (list(DETECTORS), detector_row),
 }
 
 
@@ -80,7 +120,7 @@ def known_names() -> list[str]:
 
 
 def row(
-    name: str, size: int | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
+    name: str, size: Size | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
 ) -> Row:
     """Count `name` with the row function of its family; UserError for an unknown name."""
     for names, row_fn in ROW_BUILDERS.values():
@@ -89,7 +129,7 @@ def row(
     raise UserError(f"model {name!r} is not known; expected one of {', '.join(known_names())}")
 
 
-def table_rows(size: int | None, stride_in_1x1: bool, shortcut: str | None) -> list[Row]:
+def table_rows(size: Size | None, stride_in_1x1: bool, shortcut: str | None) -> list[Row]:
     """Rows for every named backbone; options go only to the nets that take them."""
     rows = []
     for name in BACKBONES:
@@ -121,9 +161,14 @@ def markdown_table(rows: list[Row]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", help="backbone name, e.g. resnet50, vgg16, resnet110")
     parser.add_argument(
-        "--size", type=int, default=None, help="square input side (default 224; CIFAR nets 32)"
+        "name", nargs="?", help="backbone or detector, e.g. resnet50, vgg16, faster_rcnn_r50_fpn"
+    )
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        help="input side or HxW (default 224; CIFAR nets 32; detectors: their config's test size)",
     )
     parser.add_argument(
         "--stride-in-1x1",
@@ -134,8 +179,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="markdown table of every backbone")
 
 
+def parse_size(text: str) -> Size:
+    """'224' -> 224, '800x1333' -> (800, 1333)."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; expected N or HxW") from None
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; expected N or HxW")
+    return parts[0] if len(parts) == 1 else (parts[0], parts[1])
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.size is not None and args.size < 32:
+    sides = args.size if isinstance(args.size, tuple) else (args.size,)
+    if args.size is not None and min(sides) < 32:
         raise UserError(f"--size {args.size} is too small; expected at least 32")
     if args.all:
         print(markdown_table(table_rows(args.size, args.stride_in_1x1, args.shortcut)))

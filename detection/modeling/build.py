@@ -1,0 +1,284 @@
+"""Config -> Faster R-CNN: the only place where `cfg.model` and `cfg.test` become modules.
+
+Three layouts (`model.arch`):
+  c4:  conv1..res4 shared (stride 16); RPN and RoI pooling on c4; res5 per RoI (the paper).
+  vgg: conv1_1..conv5_3 shared (stride 16); RoIPool 7x7 on conv5_3; VGG's fc6/fc7 per RoI.
+  fpn: a pyramid P2..P6 on c2..c5; RPN on every level; RoIAlign from P2..P5; two fc layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
+from backbones.errors import UserError
+from backbones.weights import read_source
+from detection.config import BackboneConfig, Config
+from detection.modeling.anchors import AnchorGenerator
+from detection.modeling.box_ops import BoxCoder
+from detection.modeling.faster_rcnn import FasterRCNN
+from detection.modeling.fpn import FPN
+from detection.modeling.heads import FastRCNNPredictor, Res5Head, TwoFCHead, VGGHead
+from detection.modeling.matcher import Matcher
+from detection.modeling.poolers import ROIPooler
+from detection.modeling.roi_heads import ROIHeads
+from detection.modeling.rpn import RPN, RPNHead
+
+logger = logging.getLogger(__name__)
+
+# the layers whose shapes depend on the number of classes
+CLASS_LAYERS = ("roi_heads.predictor.cls_score.", "roi_heads.predictor.bbox_pred.")
+
+
+def build_model(cfg: Config, load_backbone_weights: bool = True) -> FasterRCNN:
+    """Build the detector `cfg.model` describes, with `cfg.test`'s inference settings.
+
+    Args:
+        cfg: a detection config.
+        load_backbone_weights: load `cfg.model.backbone.weights` (if set) into the backbone
+            before it is split into the shared part and the RoI head; off when a full
+            detector checkpoint follows anyway.
+
+    Raises:
+        UserError: an unknown arch, a setting that does not fit the arch or backbone, or
+            backbone weights that do not fit.
+    """
+    if cfg.model.arch not in ARCHS:
+        raise UserError(
+            f"model.arch {cfg.model.arch!r} is not known; expected one of {list(ARCHS)}"
+        )
+    if cfg.model.num_classes < 1:
+        raise UserError(f"model.num_classes must be at least 1, got {cfg.model.num_classes}")
+    backbone = build_detection_backbone(cfg.model.backbone, load_backbone_weights)
+    take(backbone, backbone.classifier)
+    return ARCHS[cfg.model.arch](cfg, backbone)
+
+
+def build_detection_backbone(bcfg: BackboneConfig, load: bool = True) -> Backbone:
+    """The backbone with the config's options (those its builder takes) and weights."""
+    accepted = backbone_arguments(bcfg.name) if bcfg.name in BACKBONES else []
+    options = {f.name: getattr(bcfg, f.name) for f in dataclasses.fields(bcfg)}
+    defaults = BackboneConfig()
+    kwargs: dict[str, object] = {"num_classes": 1}  # the classifier is dropped anyway
+    for key in ("norm", "freeze_at", "stride_in_1x1", "shortcut", "base_width"):
+        if key in accepted:
+            kwargs[key] = options[key]
+        elif options[key] != getattr(defaults, key) and accepted:
+            raise UserError(
+                f"model.backbone.{key}={options[key]!r} does not apply to backbone "
+                f"{bcfg.name!r}; it takes {', '.join(accepted)}"
+            )
+    backbone = build_backbone(bcfg.name, **kwargs)
+    if load and bcfg.weights:
+        report = load_weights(backbone, bcfg.weights, bcfg.weights_format, skip_classifier=True)
+        logger.info("backbone weights %s (%s format) loaded", bcfg.weights, report.format)
+    return backbone
+
+
+def take(module: nn.Module, name: str) -> nn.Module:
+    """Detach the child `name` from `module`, leaving an nn.Identity in its place."""
+    child = getattr(module, name)
+    setattr(module, name, nn.Identity())
+    return child
+
+
+def build_c4(cfg: Config, backbone: Backbone) -> FasterRCNN:
+    """The paper's ResNet layout: RPN and RoI pooling on c4, res5 + average pool per RoI."""
+    if "res5" not in dict(backbone.named_children()):
+        raise UserError(f"model.arch c4 needs a ResNet backbone, got {cfg.model.backbone.name!r}")
+    rpn_features = _check_names(cfg.model.rpn.in_features, ["c2", "c3", "c4"], "rpn.in_features")
+    res5 = take(backbone, "res5")
+    head = Res5Head(res5, backbone.out_channels["c5"])
+    rpn = build_rpn(cfg, [backbone.out_channels[f] for f in rpn_features])
+    roi_heads = build_roi_heads(cfg, ["c4"], [backbone.strides["c4"]], head)
+    features = sorted({*rpn_features, "c4"})
+    return FasterRCNN(backbone, features, rpn, rpn_features, roi_heads)
+
+
+def build_vgg(cfg: Config, backbone: Backbone) -> FasterRCNN:
+    """The paper's VGG-16 layout: RPN and RoIPool on conv5_3, fc6/fc7 per RoI."""
+    if "fc67" not in dict(backbone.named_children()):
+        raise UserError(f"model.arch vgg needs a VGG backbone, got {cfg.model.backbone.name!r}")
+    # "c4" (the default) names the stride-16 map, which on VGG is conv5_3
+    names = ["conv5" if f == "c4" else f for f in cfg.model.rpn.in_features]
+    rpn_features = _check_names(names, list(backbone.out_channels), "rpn.in_features")
+    fc67 = take(backbone, "fc67")
+    assert isinstance(fc67, nn.Sequential)
+    fc6, fc7 = fc67[0], fc67[3]
+    assert isinstance(fc6, nn.Linear) and isinstance(fc7, nn.Linear)
+    size = cfg.model.roi_heads.pooler_resolution
+    if fc6.in_features != backbone.out_channels["conv5"] * size * size:
+        raise UserError(
+            f"model.roi_heads.pooler_resolution={size} does not fit VGG's fc6 "
+            f"({fc6.in_features} inputs); use 7"
+        )
+    rpn = build_rpn(cfg, [backbone.out_channels[f] for f in rpn_features])
+    head = VGGHead(fc67, fc7.out_features)
+    roi_heads = build_roi_heads(cfg, ["conv5"], [backbone.strides["conv5"]], head)
+    features = sorted({*rpn_features, "conv5"})
+    return FasterRCNN(backbone, features, rpn, rpn_features, roi_heads)
+
+
+def build_fpn(cfg: Config, backbone: Backbone) -> FasterRCNN:
+    """ResNet + FPN: RPN on P2..P6, RoIAlign from P2..P5 by box size, two fc layers."""
+    fcfg = cfg.model.fpn
+    in_features = _check_names(fcfg.in_features, list(backbone.out_channels), "fpn.in_features")
+    first_level = int(math.log2(backbone.strides[in_features[0]]))
+    fpn = FPN(
+        in_features, [backbone.out_channels[f] for f in in_features], fcfg.out_channels, first_level
+    )
+    rpn_features = _check_names(cfg.model.rpn.in_features, fpn.out_features, "rpn.in_features")
+    rpn = build_rpn(cfg, [fcfg.out_channels] * len(rpn_features))
+    size = cfg.model.roi_heads.pooler_resolution
+    head = TwoFCHead(fcfg.out_channels * size * size, cfg.model.roi_heads.fc_dim)
+    strides = [backbone.strides[f] for f in in_features]
+    roi_heads = build_roi_heads(cfg, fpn.out_features[: len(in_features)], strides, head)
+    return FasterRCNN(backbone, in_features, rpn, rpn_features, roi_heads, fpn)
+
+
+def _check_names(names: list[str], valid: list[str], key: str) -> list[str]:
+    """`names` in `valid`'s order, or UserError naming the config key."""
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise UserError(f"model.{key}={names} is invalid here; expected names from {valid}")
+    return [v for v in valid if v in names]
+
+
+def build_rpn(cfg: Config, in_channels: list[int]) -> RPN:
+    """RPN from `cfg.model.rpn` and `cfg.model.anchors`, on maps with `in_channels`."""
+    r, a = cfg.model.rpn, cfg.model.anchors
+    if len(set(in_channels)) != 1:
+        raise UserError(f"model.rpn.in_features: the maps differ in channels ({in_channels})")
+    if len(a.sizes) != len(in_channels):
+        raise UserError(
+            f"model.anchors.sizes has {len(a.sizes)} lists but the RPN sees "
+            f"{len(in_channels)} feature maps; give one list of sizes per map"
+        )
+    if len(r.iou_thresholds) != 2:
+        raise UserError(f"model.rpn.iou_thresholds must be [low, high], got {r.iou_thresholds}")
+    generator = AnchorGenerator(a.sizes, a.aspect_ratios, a.offset)
+    head = RPNHead(in_channels[0], generator.num_anchors()[0])
+    if len(set(generator.num_anchors())) != 1:
+        raise UserError(f"model.anchors.sizes: every map needs as many sizes ({a.sizes})")
+    return RPN(
+        head,
+        generator,
+        BoxCoder(_four(r.bbox_reg_weights, "rpn.bbox_reg_weights")),
+        Matcher(r.iou_thresholds, [0, -1, 1], r.allow_low_quality_matches),
+        batch_size_per_image=r.batch_size_per_image,
+        positive_fraction=r.positive_fraction,
+        pre_nms_topk=(r.pre_nms_topk_train, r.pre_nms_topk_test),
+        post_nms_topk=(r.post_nms_topk_train, r.post_nms_topk_test),
+        nms_thresh=r.nms_thresh,
+        min_size=r.min_size,
+        loss_type=r.loss_type,
+        smooth_l1_beta=r.smooth_l1_beta,
+        loss_weight=r.loss_weight,
+    )
+
+
+def build_roi_heads(
+    cfg: Config, in_features: list[str], strides: list[int], box_head: nn.Module
+) -> ROIHeads:
+    """RoI heads from `cfg.model.roi_heads` (+ fpn level mapping) and `cfg.test`."""
+    r, t = cfg.model.roi_heads, cfg.test
+    pooler = ROIPooler(
+        r.pooler_resolution,
+        strides,
+        r.pooler_type,
+        r.pooler_sampling_ratio,
+        r.pooler_aligned,
+        cfg.model.fpn.canonical_size,
+        cfg.model.fpn.canonical_level,
+    )
+    out_channels = getattr(box_head, "out_channels")  # noqa: B009  (every head sets it)
+    return ROIHeads(
+        in_features,
+        pooler,
+        box_head,
+        FastRCNNPredictor(out_channels, cfg.model.num_classes),
+        BoxCoder(_four(r.bbox_reg_weights, "roi_heads.bbox_reg_weights")),
+        Matcher([r.bg_iou_low, r.iou_threshold], [-1, 0, 1]),
+        batch_size_per_image=r.batch_size_per_image,
+        positive_fraction=r.positive_fraction,
+        add_gt_as_proposals=r.add_gt_as_proposals,
+        loss_type=r.loss_type,
+        smooth_l1_beta=r.smooth_l1_beta,
+        score_thresh=t.score_thresh,
+        nms_thresh=t.nms_thresh,
+        detections_per_image=t.detections_per_image,
+    )
+
+
+def _four(weights: list[float], key: str) -> list[float]:
+    if len(weights) != 4 or min(weights) <= 0:
+        raise UserError(f"model.{key} must be 4 positive numbers (wx, wy, ww, wh), got {weights}")
+    return weights
+
+
+ARCHS: dict[str, Callable[[Config, Backbone], FasterRCNN]] = {
+    "c4": build_c4,
+    "vgg": build_vgg,
+    "fpn": build_fpn,
+}
+
+
+def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, Any]) -> list[str]:
+    """Load a detector checkpoint; class-dependent layers are re-initialised if they differ.
+
+    Args:
+        model: the detector to fill (in place).
+        source: a checkpoint file (a state dict, bare or under "model" / "state_dict") or a
+            state dict.
+
+    Returns:
+        The keys left re-initialised because the number of classes differs (else []).
+
+    Raises:
+        UserError: unreadable file, or keys / shapes that do not fit outside the class layers.
+    """
+    where = f"detector weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
+    state = _unwrap(read_source(source) if isinstance(source, (str, Path)) else dict(source))
+    target = model.state_dict()
+    reinit = [
+        k for k in target
+        if k.startswith(CLASS_LAYERS) and k in state and state[k].shape != target[k].shape
+    ]  # fmt: skip
+    if reinit:
+        bias = state.get("roi_heads.predictor.cls_score.bias")
+        theirs = -1 if bias is None else bias.shape[0] - 1
+        model.roi_heads.predictor.reset_parameters()
+        state = {k: v for k, v in state.items() if k not in reinit}
+        logger.info(
+            "%s has %d classes, the model %d: re-initialised the class layers (%s)",
+            where, theirs, model.roi_heads.predictor.cls_score.out_features - 1, ", ".join(reinit),
+        )  # fmt: skip
+    mismatched = [k for k, v in state.items() if k in target and v.shape != target[k].shape]
+    result = model.load_state_dict(
+        {k: v for k, v in state.items() if k not in mismatched}, strict=False
+    )
+    missing = [k for k in result.missing_keys if k not in reinit]
+    if missing or result.unexpected_keys or mismatched:
+        raise UserError(
+            f"{where} does not fit the model: missing keys {missing[:5]}, unexpected keys "
+            f"{result.unexpected_keys[:5]}, shape mismatches {mismatched[:5]}"
+        )
+    return reinit
+
+
+def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The state dict inside a training checkpoint; DDP's "module." prefix removed."""
+    for key in ("model", "state_dict"):
+        if isinstance(state.get(key), Mapping):
+            return _unwrap(state[key])
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    if tensors and all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    return tensors

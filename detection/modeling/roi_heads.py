@@ -1,0 +1,271 @@
+"""Fast R-CNN on the proposals (Girshick 2015): sample RoIs, pool, classify, refine, suppress.
+
+Training: ground-truth boxes join the proposals, every RoI is matched to the ground truth
+(foreground at IoU >= 0.5, background below), a fixed-size sample with at most 25 %
+foreground is pooled and scored; losses are the softmax cross-entropy over K + 1 classes and
+the class-specific box loss on the foreground. Inference: softmax, per-class decoding,
+clipping, a score threshold, per-class NMS and the best detections per image.
+
+Head class index 0 is background; real class c (0-based label) is index c + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough
+from detection.modeling.heads import FastRCNNPredictor
+from detection.modeling.losses import box_regression_loss, check_box_loss
+from detection.modeling.matcher import Matcher, match_boxes
+from detection.modeling.poolers import ROIPooler
+from detection.modeling.sampler import sample_labels
+from detection.structures import Detections, ImageBatch, Proposals, Targets
+
+
+@dataclass
+class SampledRoIs:
+    """The RoIs of one image chosen for the Fast R-CNN losses."""
+
+    boxes: Tensor  # (R, 4) float32 xyxy, network-input pixels
+    classes: Tensor  # (R,) int64 head class index: 0 background, label + 1 foreground
+    gt_boxes: Tensor  # (R, 4) float32 xyxy matched ground truth (meaningful on foreground)
+
+
+@torch.no_grad()
+def sample_proposals(
+    proposals: Sequence[Tensor],
+    targets: Sequence[Targets],
+    matcher: Matcher,
+    batch_size_per_image: int,
+    positive_fraction: float,
+    add_gt_as_proposals: bool = True,
+) -> list[SampledRoIs]:
+    """Match proposals to the ground truth and keep a balanced sample per image.
+
+    Args:
+        proposals: per image, (P_i, 4) xyxy.
+        targets: per image, ground truth.
+        matcher: IoU rule (foreground >= iou_threshold, background in [bg_iou_low, it)).
+        batch_size_per_image: RoIs per image.
+        positive_fraction: cap on the foreground share.
+        add_gt_as_proposals: append the (non-ignored) ground-truth boxes to the proposals.
+
+    Returns:
+        per image, the sampled RoIs (foreground first).
+    """
+    sampled = []
+    for boxes, t in zip(proposals, targets):
+        if add_gt_as_proposals:
+            boxes = torch.cat((boxes, t.boxes[~t.ignore].to(boxes.dtype)))
+        if len(t.boxes) == 0:
+            matches = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
+            labels = torch.zeros(len(boxes), dtype=torch.int8, device=boxes.device)
+            gt_boxes = torch.zeros_like(boxes)
+        else:
+            matches, labels = match_boxes(matcher, t.boxes, t.ignore, boxes)
+            gt_boxes = t.boxes[matches]
+        pos, neg = sample_labels(labels, batch_size_per_image, positive_fraction)
+        index = torch.cat((pos, neg))
+        classes = torch.zeros(len(index), dtype=torch.int64, device=boxes.device)
+        if len(pos):
+            classes[: len(pos)] = t.labels[matches[pos]] + 1
+        sampled.append(SampledRoIs(boxes[index], classes, gt_boxes[index]))
+    return sampled
+
+
+def fast_rcnn_losses(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    sampled: Sequence[SampledRoIs],
+    box_coder: BoxCoder,
+    loss_type: str = "smooth_l1",
+    smooth_l1_beta: float = 1.0,
+) -> dict[str, Tensor]:
+    """Classification and box losses over the sampled RoIs of the batch.
+
+    Args:
+        class_logits: (R, K + 1) scores, RoIs in `sampled` order.
+        box_deltas: (R, 4 (K + 1)) class-specific deltas.
+        sampled: per image, from `sample_proposals`.
+        box_coder: Fast R-CNN box coder.
+        loss_type: "smooth_l1" or "l1".
+        smooth_l1_beta: smooth-L1 transition point.
+
+    Returns:
+        {"loss_cls": mean cross-entropy, "loss_box_reg": foreground box loss / R}.
+    """
+    classes = torch.cat([s.classes for s in sampled])
+    if classes.numel() == 0:  # nothing sampled: zero losses that still reach the graph
+        zero = class_logits.sum() * 0 + box_deltas.sum() * 0
+        return {"loss_cls": zero, "loss_box_reg": zero}
+    loss_cls = F.cross_entropy(class_logits.float(), classes)
+    fg = torch.nonzero(classes > 0).squeeze(1)
+    boxes = torch.cat([s.boxes for s in sampled])[fg]
+    gt_boxes = torch.cat([s.gt_boxes for s in sampled])[fg]
+    deltas = box_deltas.view(len(classes), -1, 4)[fg, classes[fg]]  # (F, 4) own class only
+    targets = box_coder.encode(boxes, gt_boxes)
+    loss_box = box_regression_loss(deltas.float(), targets, loss_type, smooth_l1_beta)
+    return {"loss_cls": loss_cls, "loss_box_reg": loss_box / classes.numel()}
+
+
+@torch.no_grad()
+def postprocess_detections(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    proposals: Sequence[Tensor],
+    image_sizes: Sequence[tuple[int, int]],
+    box_coder: BoxCoder,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_image: int,
+    min_box_size: float = 1e-2,
+) -> list[Detections]:
+    """Scores and refined boxes -> final detections per image.
+
+    Every (RoI, class) pair is a candidate: softmax probability as score, the class's decoded
+    box clipped to the image. Candidates scoring above `score_thresh` whose sides are at least
+    `min_box_size` (a clipped box can collapse) go through NMS per class; the best
+    `detections_per_image` survive.
+
+    Args:
+        class_logits: (R, K + 1), RoIs of all images in order.
+        box_deltas: (R, 4 (K + 1)).
+        proposals: per image, (R_i, 4) xyxy.
+        image_sizes: per image, (h, w) before padding.
+        box_coder: Fast R-CNN box coder.
+        score_thresh: scores must exceed this.
+        nms_thresh: per-class NMS IoU threshold.
+        detections_per_image: cap per image.
+        min_box_size: smallest side kept (input pixels).
+
+    Returns:
+        per image, Detections in network-input pixels, by decreasing score.
+    """
+    num_classes = class_logits.shape[1] - 1
+    boxes = box_coder.decode(box_deltas.float(), torch.cat(list(proposals)).float())
+    scores = F.softmax(class_logits.float(), dim=1)
+    counts = [len(p) for p in proposals]
+    results = []
+    for image_boxes, image_scores, size in zip(
+        boxes.split(counts), scores.split(counts), image_sizes
+    ):
+        image_boxes = clip_boxes(image_boxes.view(-1, num_classes + 1, 4), size)[:, 1:]
+        classes = torch.arange(1, num_classes + 1, device=boxes.device).expand(len(image_boxes), -1)
+        image_boxes, image_scores = image_boxes.reshape(-1, 4), image_scores[:, 1:].reshape(-1)
+        classes = classes.reshape(-1)
+        keep = torch.nonzero(image_scores > score_thresh).squeeze(1)
+        keep = keep[large_enough(image_boxes[keep], min_box_size)]
+        keep = keep[batched_nms(image_boxes[keep], image_scores[keep], classes[keep], nms_thresh)]
+        keep = keep[:detections_per_image]
+        results.append(Detections(image_boxes[keep], image_scores[keep], classes[keep] - 1))
+    return results
+
+
+class ROIHeads(nn.Module):
+    """The Fast R-CNN stage on top of the shared feature maps.
+
+    Args:
+        in_features: names of the maps RoIs are pooled from, finest first.
+        pooler: RoI pooling over those maps.
+        box_head: pooled feature -> vector (Res5Head, VGGHead or TwoFCHead).
+        predictor: vector -> class scores and deltas.
+        box_coder: Fast R-CNN box coder (weights 10, 10, 5, 5 as a rule).
+        matcher: RoI labelling rule.
+        batch_size_per_image: RoIs sampled per image for the losses.
+        positive_fraction: cap on foreground in that sample.
+        add_gt_as_proposals: add ground-truth boxes to the proposals when training.
+        loss_type: "smooth_l1" or "l1".
+        smooth_l1_beta: smooth-L1 transition point.
+        score_thresh: inference score threshold.
+        nms_thresh: inference per-class NMS threshold.
+        detections_per_image: inference cap.
+        min_box_size: smallest detection side kept at inference (drops collapsed boxes).
+    """
+
+    def __init__(
+        self,
+        in_features: Sequence[str],
+        pooler: ROIPooler,
+        box_head: nn.Module,
+        predictor: FastRCNNPredictor,
+        box_coder: BoxCoder,
+        matcher: Matcher,
+        *,
+        batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        add_gt_as_proposals: bool = True,
+        loss_type: str = "smooth_l1",
+        smooth_l1_beta: float = 1.0,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.3,
+        detections_per_image: int = 100,
+        min_box_size: float = 1e-2,
+    ) -> None:
+        super().__init__()
+        check_box_loss(loss_type)
+        self.in_features = list(in_features)
+        self.pooler = pooler
+        self.box_head = box_head
+        self.predictor = predictor
+        self.box_coder = box_coder
+        self.matcher = matcher
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.add_gt_as_proposals = add_gt_as_proposals
+        self.loss_type = loss_type
+        self.smooth_l1_beta = smooth_l1_beta
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.detections_per_image = detections_per_image
+        self.min_box_size = min_box_size
+
+    def predict(self, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Pool, box head, predictor: per image (R_i, 4) -> (R, K + 1), (R, 4 (K + 1))."""
+        return self.predictor(self.box_head(self.pooler(features, boxes)))
+
+    def forward(
+        self,
+        images: ImageBatch,
+        features: dict[str, Tensor],
+        proposals: Sequence[Proposals],
+        targets: Sequence[Targets] | None = None,
+        detect: bool = False,
+    ) -> tuple[list[Detections] | None, dict[str, Tensor]]:
+        """Losses when targets are given; detections when asked.
+
+        Args:
+            images: the batch (image sizes for clipping).
+            features: name -> (N, C, H_l, W_l), at least `in_features`.
+            proposals: per image, from the RPN.
+            targets: per image ground truth, or None.
+            detect: also run inference on all proposals.
+
+        Returns:
+            (per image Detections in network-input pixels or None, losses or {}).
+        """
+        maps = [features[name] for name in self.in_features]
+        losses: dict[str, Tensor] = {}
+        if targets is not None:
+            sampled = sample_proposals(
+                [p.boxes for p in proposals], targets, self.matcher,
+                self.batch_size_per_image, self.positive_fraction, self.add_gt_as_proposals,
+            )  # fmt: skip
+            logits, deltas = self.predict(maps, [s.boxes for s in sampled])
+            losses = fast_rcnn_losses(
+                logits, deltas, sampled, self.box_coder, self.loss_type, self.smooth_l1_beta
+            )
+        if not detect:
+            return None, losses
+        boxes = [p.boxes for p in proposals]
+        logits, deltas = self.predict(maps, boxes)
+        detections = postprocess_detections(
+            logits, deltas, boxes, images.image_sizes, self.box_coder,
+            self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
+        )  # fmt: skip
+        return detections, losses

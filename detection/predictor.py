@@ -1,0 +1,123 @@
+"""Image in, detections out: the detector behind one call (DESIGN.md's Python API).
+
+predictor = Predictor("configs/detection/faster_rcnn_r101_c4_coco.yaml", "model_final.pth")
+det = predictor(rgb_uint8_image)          # Detections in original-image pixels
+dets = predictor([image1, image2, ...])   # batched, `batch_size` images at a time
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import overload
+
+import numpy as np
+import torch
+
+from backbones.errors import UserError
+from backbones.layers import fold_frozen_bn
+from detection.config import Config, load_config
+from detection.data.transforms import TestTransform, collate_images, postprocess_detections
+from detection.modeling.build import build_model, load_detector_weights
+from detection.structures import Detections
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Predictor:
+    """A detector ready for inference on RGB uint8 images.
+
+    Args:
+        config: a Config or the path of a YAML config.
+        weights: a detector checkpoint (training output or `resdet convert`); None keeps the
+            freshly built model (backbone weights from the config, random heads).
+        device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
+        batch_size: images per forward pass for lists (default: cfg.test.ims_per_batch).
+        fold_bn: fold every norm layer into the convolution before it (inference-only speed-up;
+            outputs change by float rounding only).
+
+    On CUDA with cfg.solver.amp the forward pass runs under autocast (cfg.solver.amp_dtype).
+    """
+
+    def __init__(
+        self,
+        config: Config | str | os.PathLike[str],
+        weights: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        fold_bn: bool = True,
+    ) -> None:
+        cfg = config if isinstance(config, Config) else load_config(config)
+        if str(device) == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.cfg = cfg
+        self.model = build_model(cfg, load_backbone_weights=weights is None)
+        if weights is not None:
+            load_detector_weights(self.model, str(weights))
+        self.model.eval()
+        if fold_bn:
+            fold_frozen_bn(self.model)
+        self.model.to(self.device)
+        i = cfg.input
+        self.transform = TestTransform(
+            i.min_size_test, i.max_size_test, i.format, i.pixel_mean, i.pixel_std
+        )
+        self.batch_size = batch_size or cfg.test.ims_per_batch
+        self.amp = cfg.solver.amp and self.device.type == "cuda"
+        self.class_names = list(cfg.data.class_names)
+
+    @overload
+    def __call__(self, images: np.ndarray) -> Detections: ...
+
+    @overload
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+    def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> Detections | list[Detections]:
+        """Detect objects.
+
+        Args:
+            images: one RGB uint8 (H, W, 3) array, or a list of them.
+
+        Returns:
+            Detections (boxes (N, 4) xyxy float32 in original pixels, scores (N,), labels
+            (N,) 0-based into the config's classes) on the CPU; a list for a list.
+        """
+        if isinstance(images, np.ndarray):
+            return self.predict_batch([images])[0]
+        results: list[Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            results += self.predict_batch(images[start : start + self.batch_size])
+        return results
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One forward pass over `images` (RGB uint8 (H, W, 3) each)."""
+        for image in images:
+            check_image(image)
+        tensors, scales = zip(*(self.transform(image) for image in images))
+        batch = collate_images(
+            tensors,
+            [image.shape[:2] for image in images],
+            scales,
+            size_divisibility=self.cfg.input.size_divisibility,
+        ).to(self.device)
+        autocast = (
+            torch.autocast("cuda", dtype=AMP_DTYPES[self.cfg.solver.amp_dtype])
+            if self.amp
+            else nullcontext()
+        )
+        with autocast:
+            detections = self.model(batch, detect=True).detections
+        assert detections is not None
+        return [d.to("cpu") for d in postprocess_detections(detections, batch)]
+
+
+def check_image(image: object) -> None:
+    """UserError unless `image` is an RGB uint8 (H, W, 3) numpy array."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        kind = image.dtype if isinstance(image, np.ndarray) else type(image).__name__
+        raise UserError(f"Predictor expects RGB uint8 numpy images, got {kind}")
+    if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
+        raise UserError(f"Predictor expects an (H, W, 3) image, got shape {image.shape}")

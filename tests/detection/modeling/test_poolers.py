@@ -1,0 +1,62 @@
+"""RoI level mapping by hand; pooling equal to torchvision's MultiScaleRoIAlign."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torchvision.ops import MultiScaleRoIAlign, roi_pool
+
+from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois
+
+
+def _square(side: float) -> list[float]:
+    return [0.0, 0.0, side, side]
+
+
+def test_canonical_level_mapping_by_hand() -> None:
+    boxes = torch.tensor([_square(s) for s in (224, 112, 111, 448, 1000, 10, 223.99)])
+    # floor(4 + log2(s / 224)): 4, 3, 2 (just below 112), 5, 6 -> 5, 0 -> 2, 3.99 + 1e-6 -> 3
+    assert assign_levels(boxes, 2, 5).tolist() == [2, 1, 0, 3, 3, 0, 1]
+    # another canonical pair: 56 px boxes on P2 with k0 = 2 and size 56
+    assert assign_levels(boxes[:1], 2, 5, canonical_size=56, canonical_level=2).tolist() == [2]
+
+
+def test_boxes_to_rois() -> None:
+    rois = boxes_to_rois(
+        [torch.tensor([_square(2)]), torch.zeros(0, 4), torch.tensor([_square(3)])]
+    )
+    assert rois.tolist() == [[0.0, *_square(2)], [2.0, *_square(3)]]
+
+
+def test_single_map_roi_pool() -> None:
+    g = torch.Generator().manual_seed(0)
+    feature = torch.randn(2, 4, 16, 16, generator=g)
+    boxes = [torch.tensor([[0.0, 0.0, 100.0, 64.0]]), torch.tensor([[32.0, 16.0, 200.0, 250.0]])]
+    pooled = ROIPooler(7, [16], "roi_pool")([feature], boxes)
+    expected = roi_pool(feature, boxes, (7, 7), 1 / 16)
+    assert pooled.shape == (2, 4, 7, 7) and torch.equal(pooled, expected)
+
+
+def test_multi_level_equals_torchvision() -> None:
+    g = torch.Generator().manual_seed(0)
+    sizes = [(64, 64), (32, 32), (16, 16), (8, 8)]
+    feats = [torch.randn(2, 8, h, w, generator=g) for h, w in sizes]
+    xy = torch.rand(40, 2, generator=g) * 150
+    side = 8 * 75 ** (torch.arange(40.0) / 39)  # 8 .. 600 px: every level
+    wh = side[:, None] * (0.7 + 0.6 * torch.rand(40, 2, generator=g))
+    boxes = torch.cat((xy, xy + wh), dim=1)
+    per_image = [boxes[:25], boxes[25:]]
+    ours = ROIPooler(7, [4, 8, 16, 32], "roi_align", sampling_ratio=2, aligned=False)
+    tv = MultiScaleRoIAlign(["p2", "p3", "p4", "p5"], 7, 2)
+    expected = tv(OrderedDict(zip(["p2", "p3", "p4", "p5"], feats)), per_image, [(256, 256)] * 2)
+    torch.testing.assert_close(ours(feats, per_image), expected, rtol=0, atol=0)
+    assert len(set(assign_levels(boxes, 2, 5).tolist())) == 4
+
+
+def test_pooler_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="powers of two"):
+        ROIPooler(7, [4, 16])
+    with pytest.raises(ValueError, match="roi_pool"):
+        ROIPooler(7, [16], "roi_max")

@@ -1,0 +1,133 @@
+"""detection.Predictor: image(s) in, Detections in original pixels out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from backbones.errors import UserError
+from detection.config import Config
+from detection.data.transforms import TestTransform, collate_images
+from detection.modeling.build import build_model
+from detection.predictor import Predictor
+from detection.structures import Detections
+
+
+def small_config() -> Config:
+    cfg = Config()
+    cfg.model.num_classes = 4
+    cfg.model.backbone.name = "resnet18"
+    cfg.model.backbone.base_width = 16
+    cfg.model.anchors.sizes = [[16.0, 32.0, 64.0]]
+    cfg.model.rpn.post_nms_topk_test = 50
+    cfg.input.min_size_test = 128
+    cfg.input.max_size_test = 192
+    cfg.test.score_thresh = 0.0  # random heads: keep every candidate
+    cfg.test.ims_per_batch = 2
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(small_config())
+    with torch.no_grad():
+        model.roi_heads.predictor.cls_score.weight.mul_(100)
+    path = tmp_path_factory.mktemp("predictor") / "model.pth"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+def _images(*sizes: tuple[int, int]) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+def test_single_image_in_original_pixels(checkpoint: Path) -> None:
+    predictor = Predictor(small_config(), str(checkpoint))
+    (image,) = _images((64, 80))  # resized x2 to 128 x 160
+    det = predictor(image)
+    assert isinstance(det, Detections) and 0 < len(det) <= 100
+    assert det.boxes.device.type == "cpu" and det.labels.dtype == torch.int64
+    assert (det.boxes[:, 2] <= 80).all() and (det.boxes[:, 3] <= 64).all()
+    # the same detections, in network-input pixels, straight from the model
+    t = TestTransform(
+        128, 192, "BGR", predictor.cfg.input.pixel_mean, predictor.cfg.input.pixel_std
+    )
+    tensor, scale = t(image)
+    assert scale == (2.0, 2.0)
+    with torch.no_grad():
+        raw = predictor.model(collate_images([tensor], [(64, 80)], [scale]), detect=True).detections
+    assert raw is not None
+    torch.testing.assert_close(det.boxes * 2, raw[0].boxes.clamp(min=0))
+    torch.testing.assert_close(det.scores, raw[0].scores)
+
+
+def test_list_in_list_out_batched(checkpoint: Path) -> None:
+    predictor = Predictor(small_config(), str(checkpoint))
+    images = _images((64, 80), (64, 80), (64, 80))
+    one_by_one = [predictor(image) for image in images]
+    batched = predictor(images)  # batches of 2 (test.ims_per_batch), then 1
+    assert isinstance(batched, list) and len(batched) == 3
+    for a, b in zip(one_by_one, batched):
+        assert isinstance(a, Detections)
+        torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
+        assert torch.equal(a.labels, b.labels)
+    assert Predictor(small_config(), str(checkpoint), batch_size=3)([]) == []
+
+
+def test_config_path_and_device_auto(checkpoint: Path, tmp_path: Path) -> None:
+    cfg = small_config()
+    text = {
+        "model": {"num_classes": 4, "backbone": {"name": "resnet18", "base_width": 16},
+                  "anchors": {"sizes": [[16.0, 32.0, 64.0]]}},
+        "input": {"min_size_test": 128, "max_size_test": 192},
+    }  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(text))
+    predictor = Predictor(str(tmp_path / "cfg.yaml"), str(checkpoint), device="auto")
+    assert predictor.cfg.model.anchors.sizes == cfg.model.anchors.sizes
+    assert predictor.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_bad_images_are_user_errors(checkpoint: Path) -> None:
+    predictor = Predictor(small_config(), str(checkpoint))
+    with pytest.raises(UserError, match="uint8"):
+        predictor(np.zeros((32, 32, 3), np.float32))
+    with pytest.raises(UserError, match=r"\(H, W, 3\)"):
+        predictor(np.zeros((32, 32), np.uint8))
+    with pytest.raises(UserError, match="does not fit"):
+        cfg = small_config()
+        cfg.model.arch = "fpn"
+        cfg.model.rpn.in_features = ["p2", "p3", "p4", "p5", "p6"]
+        cfg.model.anchors.sizes = [[8.0], [16.0], [32.0], [64.0], [128.0]]
+        Predictor(cfg, str(checkpoint))
+
+
+def test_detection_exports_predictor_lazily() -> None:
+    code = (
+        "import sys, detection; assert 'detection.predictor' not in sys.modules; "
+        "assert 'torch' not in sys.modules; "
+        "from detection.predictor import Predictor; assert detection.Predictor is Predictor"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_with_amp(checkpoint: Path) -> None:
+    cfg = small_config()
+    cfg.solver.amp = True
+    predictor = Predictor(cfg, str(checkpoint), device="cuda")
+    reference = Predictor(small_config(), str(checkpoint))
+    (image,) = _images((64, 80))
+    det, ref = predictor(image), reference(image)
+    assert isinstance(det, Detections) and isinstance(ref, Detections)
+    assert det.boxes.device.type == "cpu" and len(det) > 0
+    # bf16 autocast: the best detection agrees with the fp32 CPU one to a pixel or so
+    torch.testing.assert_close(det.boxes[0], ref.boxes[0], atol=2.0, rtol=0)
