@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Sequence
 
+import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from backbones.errors import UserError
@@ -152,6 +153,9 @@ def build_detection_train_loader(
         ),
         num_workers=cfg.data.num_workers,
         worker_init_fn=functools.partial(seed_worker, seed=cfg.seed, rank=rank),
+        # its own generator: starting the iterator must not draw from the global RNG, or a
+        # resumed run's random streams (RoI sampling) would drift from an uninterrupted run's
+        generator=torch.Generator().manual_seed(cfg.seed + rank),
     )
     return DetectionLoader(loader, cfg.data.skip_bad_images, len(records))
 

@@ -1,0 +1,62 @@
+"""`resdet eval`: evaluate a detector checkpoint on the config's test split.
+
+    resdet eval --config C --weights output/run/model_final.pth [--set k=v ...]
+
+Writes eval_results.json, coco_results.json (with the coco metric) and the VOC devkit files
+(voc_results/comp4_det_<split>_<class>.txt, with a VOC metric) into the config's output_dir,
+prints the per-class table and the headline numbers (mAP@.5 and mAP@[.5,.95]).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from detection.config import load_config
+from tools._common import add_config_arguments, is_main_process
+
+HELP = "evaluate a detector checkpoint on the config's test split"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "configs/detection/faster_rcnn_r101_c4_voc0712.yaml")
+    parser.add_argument("--weights", required=True, help="detector checkpoint (model_final.pth)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from detection.engine.detector import evaluate_weights, headline
+
+    cfg = load_config(args.config, args.overrides)
+    results = evaluate_weights(cfg, args.weights)
+    if is_main_process():
+        print(render(results, headline(results)))
+        print(f"results written to {cfg.output_dir}/eval_results.json")
+    return 0
+
+
+def render(results: dict[str, Any], heads: dict[str, float]) -> str:
+    """The per-class AP table (one column per metric) and the headline numbers."""
+    columns = [m for m in ("voc07", "voc", "coco") if results.get(m)]
+    per_class = {
+        m: {
+            name: (v["AP"] if isinstance(v, dict) else v)
+            for name, v in results[m].get("per_class", {}).items()
+        }
+        for m in columns
+    }
+    names = list(next(iter(per_class.values()), {}))
+    labels = {"voc07": "AP50 % (VOC07)", "voc": "AP50 % (VOC)", "coco": "AP % (COCO)"}
+    lines = [
+        "| class | " + " | ".join(labels[m] for m in columns) + " |",
+        "|" + " --- |" * (len(columns) + 1),
+    ]
+    for name in names:
+        cells = [_pct(per_class[m].get(name)) for m in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"{key}: {_pct(value)}%" for key, value in heads.items()]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.1f}"

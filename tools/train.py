@@ -1,0 +1,46 @@
+"""`resdet train`: train a Faster R-CNN detector from a config.
+
+    resdet train --config configs/detection/faster_rcnn_r101_c4_voc0712.yaml [--set k=v ...]
+    resdet train --config C --resume          # continue from output_dir/last_checkpoint
+    torchrun --nproc-per-node 8 --no-python resdet train --config C
+
+`solver.ims_per_batch` and `solver.base_lr` are global, as in Detectron2: with fewer GPUs keep
+them (each process then takes a larger share), or scale both linearly, e.g. for half the
+images per iteration: --set solver.ims_per_batch=8 solver.base_lr=0.01 and double
+solver.max_iter and solver.steps (see docs/REPRODUCE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from detection.config import load_config
+from tools._common import add_config_arguments, print_json
+
+HELP = "train a Faster R-CNN detector from a config"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "configs/detection/quickstart.yaml")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here: the engine pulls in torch, albumentations and OpenCV
+    from detection.engine.detector import headline, train_detector
+    from detection.engine.loop import NonFiniteLossError, TrainingInterrupted
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        final = train_detector(cfg, resume=args.resume)
+    except NonFiniteLossError as exc:
+        print(f"resdet train: error: {exc}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as exc:
+        print(f"resdet train: {exc}", file=sys.stderr)
+        return 130
+    print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
+    return 0
