@@ -7,3 +7,8 @@ its traceback.
 
 class UserError(Exception):
     """Bad input from the user: names the file, key or value and what was expected."""
+
+
+class RunStopped(RuntimeError):
+    """A run stopped itself on purpose (e.g. a non-finite loss); the CLI prints the one-line
+    message and exits with code 1."""

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from backbones.errors import UserError
+from backbones.errors import RunStopped, UserError
 
 # command -> (module, one-line help). Help text is duplicated here so `--help` needs no import.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -83,8 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"resdet {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"resdet {args.command}: interrupted", file=sys.stderr)
+    except RunStopped as exc:
+        print(f"resdet {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGINT after a checkpoint was saved
+        print(f"resdet {args.command}: {exc or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -12,7 +12,6 @@ eval_results.json (top-1/top-5 error per test mode). See docs/REPRODUCE.md for t
 from __future__ import annotations
 
 import argparse
-import sys
 
 from backbones.errors import UserError
 from detection.config import PretrainConfig, load_config
@@ -37,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
     from backbones.pretrain.engine import evaluate_weights, pretrain
-    from detection.engine.loop import NonFiniteLossError, TrainingInterrupted
 
     cfg = load_config(args.config, args.overrides, cls=PretrainConfig)
     if args.eval_only:
@@ -50,13 +48,6 @@ def run(args: argparse.Namespace) -> int:
             "--weights goes with --eval-only; to start training from weights, "
             "--set model.backbone.weights=FILE"
         )
-    try:
-        final = pretrain(cfg, resume=args.resume)
-    except NonFiniteLossError as exc:
-        print(f"resdet pretrain: error: {exc}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as exc:
-        print(f"resdet pretrain: {exc}", file=sys.stderr)
-        return 130
+    final = pretrain(cfg, resume=args.resume)
     print_json({"output_dir": cfg.output_dir, "eval": final.get("eval", {})})
     return 0

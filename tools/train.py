@@ -13,7 +13,6 @@ solver.max_iter and solver.steps (see docs/REPRODUCE.md).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from detection.config import load_config
 from tools._common import add_config_arguments, print_json
@@ -31,16 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
     from detection.engine.detector import headline, train_detector
-    from detection.engine.loop import NonFiniteLossError, TrainingInterrupted
 
     cfg = load_config(args.config, args.overrides)
-    try:
-        final = train_detector(cfg, resume=args.resume)
-    except NonFiniteLossError as exc:
-        print(f"resdet train: error: {exc}", file=sys.stderr)
-        return 1
-    except TrainingInterrupted as exc:
-        print(f"resdet train: {exc}", file=sys.stderr)
-        return 130
+    final = train_detector(cfg, resume=args.resume)
     print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
     return 0

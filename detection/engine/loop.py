@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from backbones.errors import RunStopped
 from detection.engine import distributed as dist
 from detection.engine.checkpoint import Checkpointer
 from detection.engine.logging import MetricsLogger
@@ -32,7 +33,7 @@ EvalFn = Callable[[], dict[str, Any]]
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunStopped):
     """A loss became NaN or inf and the policy is ``stop``; the message is one line."""
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from tool_helpers import ROOT
 
 
 def test_demo_runs_every_stage(tmp_path: Path):

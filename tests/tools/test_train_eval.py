@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICKSTART, ROOT, tiny_overrides
+from tool_helpers import QUICKSTART, ROOT, tiny_overrides
 
 from tools.cli import main
 

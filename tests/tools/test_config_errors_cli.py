@@ -1,0 +1,46 @@
+"""Config errors through the real console script: exit 2, one line naming the file/key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tool_helpers import ROOT
+
+CASES = [
+    ("model:\n  backbone:\n    nmae: resnet18\n",
+     "unknown key 'model.backbone.nmae' (did you mean 'model.backbone.name'?)"),
+    ("solver:\n  max_iter: ten\n", "key 'solver.max_iter' expects int, got 'ten'"),
+    ("seed: [1\n", "malformed YAML"),
+]  # fmt: skip
+
+
+def resdet(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tools.cli", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+@pytest.mark.parametrize(("text", "message"), CASES)
+def test_bad_config_file(tmp_path: Path, command: str, text: str, message: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = resdet(command, "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(path) in result.stderr and message in result.stderr
+
+
+def test_missing_file_and_bad_override(tmp_path: Path):
+    result = resdet("train", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert (
+        result.stderr == f"resdet train: error: {tmp_path / 'nope.yaml'}: config file not found\n"
+    )
+    config = str(ROOT / "configs" / "detection" / "quickstart.yaml")
+    result = resdet("eval", "--config", config, "--weights", "w.pth", "--set", "solver.base_lrr=1")
+    assert result.returncode == 2
+    assert "unknown key 'solver.base_lrr' (did you mean 'solver.base_lr'?)" in result.stderr
+    assert result.stderr.count("\n") == 1
