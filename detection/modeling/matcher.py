@@ -69,7 +69,7 @@ class Matcher:
 
 def match_boxes(
     matcher: Matcher, gt_boxes: Tensor, gt_ignore: Tensor, boxes: Tensor
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """Match boxes to the non-ignored ground truth; boxes in an ignore zone get label -1.
 
     A box lies in an ignore zone when an ignored ground-truth box (VOC difficult, COCO crowd)
@@ -83,7 +83,9 @@ def match_boxes(
 
     Returns:
         matches: (M,) int64 index into `gt_boxes` (0 where there is no regular ground truth).
-        labels: (M,) int8 in {-1, 0, 1}.
+        labels: (M,) int8 in {-1, 0, 1}; all 0 (background) for an image without objects.
+        matched: (M, 4) the matched ground-truth box of every box (zeros without objects;
+            meaningful on positives only).
     """
     iou = box_iou(gt_boxes, boxes)  # (G, M)
     regular = ~gt_ignore
@@ -98,4 +100,5 @@ def match_boxes(
     if gt_ignore.any():
         best_ignored = iou[gt_ignore].max(dim=0).values
         labels[(best_ignored > best_regular) & (best_ignored > 0)] = IGNORE
-    return matches, labels
+    matched = gt_boxes[matches] if len(gt_boxes) else torch.zeros_like(boxes)
+    return matches, labels, matched

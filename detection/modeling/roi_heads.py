@@ -63,13 +63,7 @@ def sample_proposals(
     for boxes, t in zip(proposals, targets):
         if add_gt_as_proposals:
             boxes = torch.cat((boxes, t.boxes[~t.ignore].to(boxes.dtype)))
-        if len(t.boxes) == 0:
-            matches = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-            labels = torch.zeros(len(boxes), dtype=torch.int8, device=boxes.device)
-            gt_boxes = torch.zeros_like(boxes)
-        else:
-            matches, labels = match_boxes(matcher, t.boxes, t.ignore, boxes)
-            gt_boxes = t.boxes[matches]
+        matches, labels, gt_boxes = match_boxes(matcher, t.boxes, t.ignore, boxes)
         pos, neg = sample_labels(labels, batch_size_per_image, positive_fraction)
         index = torch.cat((pos, neg))
         classes = torch.zeros(len(index), dtype=torch.int64, device=boxes.device)

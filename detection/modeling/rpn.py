@@ -85,13 +85,7 @@ def label_and_sample_anchors(
     """
     all_labels, all_boxes = [], []
     for t in targets:
-        if len(t.boxes) == 0:
-            matches = torch.zeros(len(anchors), dtype=torch.int64, device=anchors.device)
-            labels = torch.zeros(len(anchors), dtype=torch.int8, device=anchors.device)
-            gt_boxes = torch.zeros_like(anchors)
-        else:
-            matches, labels = match_boxes(matcher, t.boxes, t.ignore, anchors)
-            gt_boxes = t.boxes[matches]
+        _, labels, gt_boxes = match_boxes(matcher, t.boxes, t.ignore, anchors)
         pos, neg = sample_labels(labels, batch_size_per_image, positive_fraction)
         sampled = torch.full_like(labels, -1)
         sampled[pos], sampled[neg] = 1, 0

@@ -63,14 +63,25 @@ def test_ignore_zone() -> None:
         ]
     )
     matcher = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)
-    matches, labels = match_boxes(matcher, gt, ignore, boxes)
+    matches, labels, matched = match_boxes(matcher, gt, ignore, boxes)
     assert labels.tolist() == [1, -1, -1, 0, 0]
     assert matches.tolist() == [0, 0, 0, 0, 0]  # indices into all GT: the regular one
+    assert torch.equal(matched, gt[[0, 0, 0, 0, 0]])
 
 
 def test_only_ignored_ground_truth() -> None:
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0]])
     matcher = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)
-    _, labels = match_boxes(matcher, gt, torch.tensor([True]), boxes)
+    _, labels, _ = match_boxes(matcher, gt, torch.tensor([True]), boxes)
     assert labels.tolist() == [-1, 0]
+
+
+def test_image_without_objects_is_all_background() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0]])
+    matcher = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)
+    matches, labels, matched = match_boxes(
+        matcher, torch.zeros((0, 4)), torch.zeros((0,), dtype=torch.bool), boxes
+    )
+    assert matches.tolist() == [0, 0] and labels.tolist() == [0, 0]
+    assert torch.equal(matched, torch.zeros((2, 4)))
