@@ -30,11 +30,17 @@ SHORTCUTS = ("A", "B", "C")
 
 
 class PadShortcut(nn.Module):
-    """Option A: subsample by `stride`, then append `extra_channels` zero channels.
+    """Option A: subsample by `stride`, then zero-pad `extra_channels` new channels.
+
+    The zeros go half before and half after the input's channels, as in
+    pytorch_resnet_cifar10 (`F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))`),
+    the implementation whose trained CIFAR weights people share: with the same weights, a
+    shortcut that put all the zeros after the input would add the identity to other channels
+    and compute a different function (chance-level accuracy with those checkpoints).
 
     Args:
         stride: spatial subsampling (takes pixels 0, stride, 2*stride, ...).
-        extra_channels: zero channels appended after the input's channels.
+        extra_channels: zero channels added, ``extra // 2`` before the input's, the rest after.
     """
 
     def __init__(self, stride: int, extra_channels: int) -> None:
@@ -45,7 +51,9 @@ class PadShortcut(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C + extra, ceil(H / s), ceil(W / s))."""
         x = x[:, :, :: self.stride, :: self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # pads (W, H, C) from the end
+        before = self.extra_channels // 2
+        # F.pad pads the last dims first: (W left, W right, H top, H bottom, C before, C after)
+        return F.pad(x, (0, 0, 0, 0, before, self.extra_channels - before))
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, extra_channels={self.extra_channels}"

@@ -53,8 +53,14 @@ def test_pad_shortcut_subsamples_and_zero_pads_by_hand() -> None:
     x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
     out = PadShortcut(stride=2, extra_channels=2)(x)
     expected = torch.zeros(1, 3, 2, 2)
-    expected[0, 0] = torch.tensor([[1.0, 3.0], [9.0, 11.0]])  # pixels (0,0) (0,2) (2,0) (2,2)
+    # pixels (0,0) (0,2) (2,0) (2,2), between one zero channel before and one after
+    expected[0, 1] = torch.tensor([[1.0, 3.0], [9.0, 11.0]])
     assert torch.equal(out, expected)
+
+
+def test_pad_shortcut_splits_odd_padding_before_and_after() -> None:
+    out = PadShortcut(stride=1, extra_channels=3)(torch.ones(1, 2, 1, 1))
+    assert out.flatten().tolist() == [0.0, 1.0, 1.0, 0.0, 0.0]
 
 
 def test_option_a_block_adds_padded_input() -> None:
@@ -66,7 +72,7 @@ def test_option_a_block_adds_padded_input() -> None:
         block.conv2.weight.zero_()
     x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
     expected = torch.zeros(1, 2, 2, 2)
-    expected[0, 0] = torch.tensor([[1.0, 3.0], [9.0, 11.0]])
+    expected[0, 0] = torch.tensor([[1.0, 3.0], [9.0, 11.0]])  # extra 1: 0 before, 1 after
     assert torch.equal(block(x), expected)
 
 
