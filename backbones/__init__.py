@@ -12,12 +12,12 @@ from collections.abc import Callable
 from torch import nn
 
 from backbones.cifar import CIFAR_NETS, CifarResNet, cifar_resnet
-from backbones.errors import UserError
-from backbones.flops import count_macs, count_params
+from backbones.complexity import count_macs, count_params
 from backbones.layers import Backbone, FrozenBatchNorm2d, convert_to_frozen_bn, fold_frozen_bn
 from backbones.resnet import RESNETS, ResNet
 from backbones.vgg import VGG, VGGS
 from backbones.weights import LoadReport, load_weights
+from engine.errors import UserError
 
 # ImageNet nets first; CIFAR names (resnet20.., plain20..) do not clash with them
 BACKBONES: dict[str, Callable[..., nn.Module]] = {**RESNETS, **VGGS, **CIFAR_NETS}

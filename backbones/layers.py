@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
 
 class FrozenBatchNorm2d(nn.Module):

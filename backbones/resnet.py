@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from backbones.errors import UserError
 from backbones.layers import Backbone, FrozenBatchNorm2d, check_positive, kaiming_init, make_norm
+from engine.errors import UserError
 
 SHORTCUTS = ("A", "B", "C")
 

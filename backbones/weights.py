@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from backbones.errors import UserError
 from backbones.layers import BATCH_NORMS
 from backbones.resnet import ResNet
 from backbones.vgg import VGG
+from engine.errors import UserError
 
 FORMATS = ("resdet", "torchvision", "msra")
 SHOWN_KEYS = 5  # keys listed per problem in an error message before "... and N more"

@@ -21,10 +21,10 @@ import torch
 
 from detection.config import Config, load_config
 from detection.data.build import build_detection_test_loader, build_detection_train_loader
-from detection.engine import distributed as dist
-from detection.engine.setup import amp_dtype, build_solver
 from detection.modeling.build import build_model
 from detection.structures import DetectionBatch
+from engine import distributed as dist
+from engine.run import amp_dtype, build_solver
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import overload
 
 import numpy as np
 import torch
 
-from backbones.errors import UserError
 from backbones.layers import fold_frozen_bn
+from backbones.weights import read_source
 from detection.config import Config, load_config
-from detection.data.transforms import TestTransform, collate_images, postprocess_detections
+from detection.data.build import build_test_transform, resolve_class_names
+from detection.data.transforms import collate_images, postprocess_detections
 from detection.modeling.build import build_model, load_detector_weights
 from detection.structures import Detections
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from engine.amp import autocast
+from engine.errors import UserError
 
 
 class Predictor:
@@ -37,6 +37,7 @@ class Predictor:
         fold_bn: fold every norm layer into the convolution before it (inference-only speed-up;
             outputs change by float rounding only).
 
+    ``class_names`` are the checkpoint's (recorded by ``resdet train``), else the config's.
     On CUDA with cfg.solver.amp the forward pass runs under autocast (cfg.solver.amp_dtype).
     """
 
@@ -54,19 +55,17 @@ class Predictor:
         self.device = torch.device(device)
         self.cfg = cfg
         self.model = build_model(cfg, load_backbone_weights=weights is None)
+        source = read_source(str(weights)) if weights is not None else {}
         if weights is not None:
-            load_detector_weights(self.model, str(weights))
+            load_detector_weights(self.model, source)
         self.model.eval()
         if fold_bn:
             fold_frozen_bn(self.model)
         self.model.to(self.device)
-        i = cfg.input
-        self.transform = TestTransform(
-            i.min_size_test, i.max_size_test, i.format, i.pixel_mean, i.pixel_std
-        )
+        self.transform = build_test_transform(cfg.input)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
-        self.amp = cfg.solver.amp and self.device.type == "cuda"
-        self.class_names = list(cfg.data.class_names)
+        self.amp = cfg.solver.amp_dtype if cfg.solver.amp and self.device.type == "cuda" else None
+        self.class_names = predictor_class_names(cfg, source.get("meta", {}))
 
     @overload
     def __call__(self, images: np.ndarray) -> Detections: ...
@@ -103,15 +102,25 @@ class Predictor:
             scales,
             size_divisibility=self.cfg.input.size_divisibility,
         ).to(self.device)
-        autocast = (
-            torch.autocast("cuda", dtype=AMP_DTYPES[self.cfg.solver.amp_dtype])
-            if self.amp
-            else nullcontext()
-        )
-        with autocast:
+        with autocast(self.device.type, self.amp):
             detections = self.model(batch, detect=True).detections
         assert detections is not None
         return [d.to("cpu") for d in postprocess_detections(detections, batch)]
+
+
+def predictor_class_names(cfg: Config, meta: dict[str, object]) -> list[str]:
+    """Class names in label order: the checkpoint's own, else the config's (see
+    ``resolve_class_names``), else ``class_0``, ``class_1``, ... when nothing names them."""
+    recorded = meta.get("class_names") if isinstance(meta, dict) else None
+    if isinstance(recorded, list) and len(recorded) == cfg.model.num_classes:
+        return [str(name) for name in recorded]
+    try:
+        names = resolve_class_names(cfg)
+    except UserError:
+        names = []
+    if len(names) != cfg.model.num_classes:
+        names = [f"class_{i}" for i in range(cfg.model.num_classes)]
+    return names
 
 
 def check_image(image: object) -> None:

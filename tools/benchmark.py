@@ -16,9 +16,8 @@ import runpy
 import sys
 from pathlib import Path
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
-HELP = "measure speed of the data loader, model and evaluators"
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -1,8 +1,8 @@
 """`resdet <command>`: the one console script; each command lives in its own module.
 
-A command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so `resdet --help`
-stays fast and a broken stage cannot break the others.
+A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; its one-line
+help lives in ``COMMANDS`` below. Modules are imported only when their command runs, so
+`resdet --help` stays fast and a broken stage cannot break the others.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from backbones.errors import RunStopped, UserError
+from engine.errors import RunStopped, UserError
 
-# command -> (module, one-line help). Help text is duplicated here so `--help` needs no import.
+# command -> (module, one-line help); the help is here so `--help` imports no command module
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("tools.pretrain", "train or evaluate a classification backbone (ImageNet, CIFAR)"),
     "train": ("tools.train", "train a Faster R-CNN detector from a config"),

@@ -12,10 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from backbones.errors import UserError
 from detection.config import Config, load_config
-
-HELP = "print the paper's Table 7/8 (VGG-16 vs ResNet-101) with our numbers, as markdown"
+from engine.errors import UserError
 
 # (backbone row, column) -> the paper's number, in percent (reference/NUMBERS.md)
 PAPER = {
@@ -51,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def read_run(run_dir: Path) -> list[RunCell]:
     """The table cells one run fills (VOC: one; COCO: two)."""
-    cfg = load_config(run_dir / "config.yaml", cls=Config)
+    cfg = load_config(run_dir / "config.yaml")
     results_path = run_dir / "eval_results.json"
     if not results_path.is_file():
         raise UserError(f"{results_path}: not found (run `resdet eval` for this run first)")

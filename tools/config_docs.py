@@ -15,14 +15,23 @@ import tokenize
 import typing
 from typing import Any
 
-from detection.config import Config, PretrainConfig
+from backbones.pretrain.config import PretrainConfig
+from detection.config import Config
 
 
 def field_comments(cls: type) -> dict[str, str]:
     """Map each field of a dataclass to the ``#`` comment written beside it in the source.
 
     A field spanning several lines may carry its comment on any of them (the first wins).
+    Fields a dataclass inherits (e.g. engine's run-level keys) carry their base's comment.
     """
+    found: dict[str, str] = {}
+    for base in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        found.update(_own_field_comments(base))
+    return found
+
+
+def _own_field_comments(cls: type) -> dict[str, str]:
     lines, _ = inspect.getsourcelines(cls)
     source = "".join(lines)
     comments: dict[int, str] = {}

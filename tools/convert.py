@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-from backbones.errors import UserError
 from backbones.weights import read_source
 from detection.modeling.convert import CONVERTERS, convert_detector
-
-HELP = "convert third-party detector weights to resdet's layout"
+from engine.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

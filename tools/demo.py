@@ -21,9 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
-HELP = "the embedded end-to-end default: data, pretrain, train, eval"
 PRETRAIN_CONFIG = "configs/pretrain/shapes_demo.yaml"
 DETECTION_CONFIG = "configs/detection/quickstart.yaml"
 

@@ -13,9 +13,7 @@ import argparse
 from typing import Any
 
 from detection.config import load_config
-from tools._common import add_config_arguments, is_main_process
-
-HELP = "evaluate a detector checkpoint on the config's test split"
+from tools.arguments import add_config_arguments, is_main_process
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detection.engine.detector import evaluate_weights, headline
+    from detection.train import evaluate_weights, headline
 
     cfg = load_config(args.config, args.overrides)
     results = evaluate_weights(cfg, args.weights)

@@ -22,9 +22,7 @@ import torch
 
 from backbones import BACKBONES, backbone_arguments, build_backbone, count_macs, count_params
 from backbones.cifar import CIFAR_NETS
-from backbones.errors import UserError
-
-HELP = "print parameters and multiply-adds of a backbone or detector"
+from engine.errors import UserError
 
 CIFAR_SIZE, IMAGENET_SIZE = 32, 224
 

@@ -14,11 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from backbones.errors import UserError
-from detection.config import VOC_CLASSES, Config, load_config
-from tools._common import add_config_arguments
+from detection.config import load_config
+from engine.errors import UserError
+from tools.arguments import add_config_arguments
 
-HELP = "run a detector on images and draw the detections"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -35,18 +34,18 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from detection.data.loader import read_image
     from detection.predictor import Predictor
     from detection.visualize import draw_detections
+    from engine.images import decode_image
 
     cfg = load_config(args.config, args.overrides)
     paths = list_images(Path(args.input))
-    names = class_names(cfg)
     predictor = Predictor(cfg, args.weights, device=args.device or cfg.device)
+    names = predictor.class_names
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for path in tqdm(paths, desc="infer", unit="img", disable=None):
-        image = read_image(str(path))  # RGB uint8; UserError naming the file if unreadable
+        image = decode_image(str(path))  # RGB uint8; UserError naming the file if unreadable
         detections = predictor(image)
         drawn = draw_detections(image, detections, names, args.score_thresh)
         cv2.imwrite(str(out / path.name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
@@ -74,18 +73,3 @@ def list_images(source: Path) -> list[Path]:
     if not paths:
         raise UserError(f"--input {source}: no {'/'.join(IMAGE_SUFFIXES)} images in the folder")
     return paths
-
-
-def class_names(cfg: Config) -> list[str]:
-    """The config's class names; VOC's 20 or COCO's when the data says so; else numbers."""
-    if cfg.data.class_names:
-        return list(cfg.data.class_names)
-    try:
-        from detection.data.build import resolve_class_names
-
-        names = resolve_class_names(cfg)
-    except UserError:
-        names = list(VOC_CLASSES) if cfg.model.num_classes == 20 else []
-    if len(names) != cfg.model.num_classes:
-        names = [f"class_{i}" for i in range(cfg.model.num_classes)]
-    return names

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from backbones.errors import UserError
 from detection.data.synthetic import SHAPE_CLASSES, write_coco_dataset, write_voc_dataset
-
-HELP = "generate the synthetic shapes data set"
+from engine.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from backbones.errors import UserError
-from detection.config import PretrainConfig, load_config
-from tools._common import add_config_arguments, print_json
-
-HELP = "train or evaluate a classification backbone (ImageNet, CIFAR)"
+from backbones.pretrain.config import load_config
+from engine.errors import UserError
+from tools.arguments import add_config_arguments, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
-    from backbones.pretrain.engine import evaluate_weights, pretrain
+    from backbones.pretrain.task import evaluate_weights, pretrain
 
-    cfg = load_config(args.config, args.overrides, cls=PretrainConfig)
+    cfg = load_config(args.config, args.overrides)
     if args.eval_only:
         if not args.weights:
             raise UserError("--eval-only needs --weights FILE")

@@ -22,9 +22,8 @@ import math
 import sys
 from typing import Any
 
-from backbones.errors import UserError
-
-HELP = "score saved VOC/COCO result files without a model"
+from engine.errors import UserError
+from tools.arguments import parse_class_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,23 +68,12 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _class_names(args: argparse.Namespace) -> list[str]:
-    from detection.data.voc import VOC_CLASSES
-
-    if args.classes is None:
-        return list(VOC_CLASSES)
-    names = [n.strip() for n in args.classes.split(",") if n.strip()]
-    if not names or len(set(names)) != len(names):
-        raise UserError(f"--classes: expected distinct comma-separated names, got {args.classes!r}")
-    return names
-
-
 def _score_voc(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     from detection.data.voc import load_voc
     from detection.evaluation.results import find_voc_result_files, read_voc_results
     from detection.evaluation.voc import evaluate_voc
 
-    class_names = _class_names(args)
+    class_names = parse_class_names(args.classes)
     present = list(find_voc_result_files(args.results, args.split, class_names))
     missing = [n for n in class_names if n not in present]
     if missing:
@@ -108,10 +96,11 @@ def _score_voc(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def _score_coco(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    from detection.evaluation.coco import evaluate_coco, load_coco_annotations
+    from detection.data.coco import read_coco_json
+    from detection.evaluation.coco import evaluate_coco
     from detection.evaluation.results import load_coco_results
 
-    dataset = load_coco_annotations(args.coco_annotations)
+    dataset = read_coco_json(args.coco_annotations)
     image_ids = {image["id"] for image in dataset["images"]}
     category_ids = {category["id"] for category in dataset["categories"]}
     entries = load_coco_results(args.results, image_ids, category_ids)

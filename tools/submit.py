@@ -25,9 +25,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from backbones.errors import UserError
+from engine.errors import UserError
+from tools.arguments import parse_class_names
 
-HELP = "validate and package results for the COCO / VOC servers"
 _NAME = re.compile(r"[A-Za-z0-9-]+")  # the servers split file names on "_"
 
 
@@ -60,12 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _submit_coco(args: argparse.Namespace) -> list[Path]:
-    from detection.evaluation.coco import load_coco_annotations
+    from detection.data.coco import read_coco_json
     from detection.evaluation.results import load_coco_results
 
     if args.annotations is None:
         raise UserError("--annotations (the test set's image info JSON) is required with --results")
-    dataset = load_coco_annotations(args.annotations)
+    dataset = read_coco_json(args.annotations)
     image_ids = {image["id"] for image in dataset["images"]}
     category_ids = {category["id"] for category in dataset["categories"]}
     entries = load_coco_results(args.results, image_ids, category_ids, strict=True)
@@ -86,12 +86,10 @@ def _submit_coco(args: argparse.Namespace) -> list[Path]:
 
 
 def _submit_voc(args: argparse.Namespace) -> list[Path]:
-    from detection.data.voc import VOC_CLASSES, read_split_file
+    from detection.data.voc import read_split_file
     from detection.evaluation.results import find_voc_result_files, package_voc_results
 
-    class_names = list(VOC_CLASSES)
-    if args.classes is not None:
-        class_names = [n.strip() for n in args.classes.split(",") if n.strip()]
+    class_names = parse_class_names(args.classes)
     known = None
     if args.voc_root is not None:
         known = set(read_split_file(str(Path(args.voc_root) / "ImageSets/Main/test.txt")))

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 
 from detection.config import load_config
-from tools._common import add_config_arguments, print_json
-
-HELP = "train a Faster R-CNN detector from a config"
+from tools.arguments import add_config_arguments, print_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
-    from detection.engine.detector import headline, train_detector
+    from detection.train import headline, train_detector
 
     cfg = load_config(args.config, args.overrides)
     final = train_detector(cfg, resume=args.resume)

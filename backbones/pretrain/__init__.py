@@ -4,7 +4,7 @@ data.py reads ImageNet-style folders and CIFAR-10 batches; transforms.py holds t
 augmentation and test views; engine.py wires them to the shared training engine.
 """
 
-from backbones.pretrain.engine import (
+from backbones.pretrain.task import (
     build_classifier,
     count_topk_wrong,
     evaluate,

@@ -6,19 +6,16 @@ Readers:
 - ``cifar10``: the official ``cifar-10-batches-py`` folder: ``data_batch_1..5`` (split
   ``train``), ``test_batch`` (split ``test``), ``batches.meta`` (class names).
 
-Images are decoded with OpenCV into RGB uint8. A file that cannot be read comes back as a
-:class:`BadImage` instead of a sample, so the training process (not a worker) decides whether
-to warn and skip or to stop. Training batches come from :class:`ResumableBatchSampler`: an
-endless, epoch-wise shuffled stream (torch's DistributedSampler per epoch, so each rank gets
-its share) that can start at any iteration, so ``--resume`` sees exactly the batches an
-uninterrupted run would have.
+Images are decoded by ``engine.images.decode_image`` into RGB uint8. A file that cannot be
+read comes back as a :class:`BadImage` instead of a sample, so the training process (not a
+worker) applies the bad-image policy. Training batches come from engine's
+``ResumableBatchSampler`` (shared with detection), so ``--resume`` sees exactly the batches
+an uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import pickle
-import warnings
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,10 +24,11 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset
 
-from backbones.errors import UserError
 from backbones.pretrain.transforms import ImageTransform, ViewTransform
+from engine.errors import UserError
+from engine.images import BadImageError, decode_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CIFAR_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -60,11 +58,6 @@ class BadImage(NamedTuple):
     reason: str
 
 
-class BadImageError(Exception):
-    """Raised by :func:`decode_image`; the message says what is wrong with the file."""
-
-
-# ------------------------------------------------------------------------------- readers
 def read_imagefolder(root: str | Path, split: str) -> ClassificationData:
     """Read ``root/split/<class>/<image>``; classes are the sorted sub-folder names.
 
@@ -178,26 +171,6 @@ def read_splits(format: str, root: str, splits: list[str]) -> ClassificationData
 
 
 # ------------------------------------------------------------------------------- decoding
-def decode_image(path: str) -> np.ndarray:
-    """Read an image file into (H, W, 3) uint8 RGB with OpenCV.
-
-    Raises:
-        BadImageError: unreadable file, truncated JPEG (no end-of-image marker), or data
-            OpenCV cannot decode.
-    """
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as exc:
-        raise BadImageError(f"cannot read the file ({exc.strerror or exc})") from None
-    # JPEG: 0xFFD9 can only appear as the end marker (0xFF bytes in the data are stuffed)
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:].tobytes():
-        raise BadImageError("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise BadImageError("not a decodable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def pixel_mean_image(data: ClassificationData, size: int) -> np.ndarray:
     """Per-pixel mean of the training images, (size, size, 3) float32 RGB 0..255.
 
@@ -320,74 +293,3 @@ def collate_eval(items: list[EvalSample | BadImage]) -> EvalBatch:
     bad = [s for s in items if isinstance(s, BadImage)]
     labels = torch.tensor([s.label for s in good], dtype=torch.int64)
     return EvalBatch([s.views for s in good], labels, bad)
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The augmentation seed of sample ``index`` in ``epoch`` (independent of rank/worker)."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-class ResumableBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Endless batches of ``(index, augmentation seed)`` for one rank, from any iteration.
-
-    Epoch e is torch's ``DistributedSampler`` with ``set_epoch(e)`` (a permutation seeded by
-    seed + e, dealt to ranks in turn) cut into full batches; the incomplete last batch of an
-    epoch is dropped. With the same global batch, the ranks of an N-process run together see
-    exactly the samples a 1-process run sees in each batch.
-
-    Args:
-        size: data set length.
-        batch_size: images per batch on this rank.
-        rank, world_size: this process and the number of processes.
-        seed: shuffling and augmentation seed.
-        start_iter: finished iterations; the first batch yielded is batch ``start_iter``.
-    """
-
-    def __init__(
-        self, size: int, batch_size: int, rank: int, world_size: int, seed: int, start_iter: int = 0
-    ) -> None:
-        indices: Any = range(size)  # the sampler only needs len()
-        self.sampler: DistributedSampler[int] = DistributedSampler(
-            indices, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
-        )
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_iter = start_iter
-        self.batches_per_epoch = len(self.sampler) // batch_size
-        if self.batches_per_epoch == 0:
-            raise UserError(
-                f"the training set has {size} images, fewer than one batch per process "
-                f"({batch_size} x {world_size}); lower solver.ims_per_batch"
-            )
-
-    def position(self, iteration: int) -> dict[str, int]:
-        """(epoch, batch in epoch) of the batch that iteration ``iteration + 1`` trains on."""
-        epoch, batch = divmod(iteration, self.batches_per_epoch)
-        return {"epoch": epoch, "batch": batch}
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, batch = divmod(self.start_iter, self.batches_per_epoch)
-        while True:
-            self.sampler.set_epoch(epoch)
-            order = list(self.sampler)
-            for b in range(batch, self.batches_per_epoch):
-                chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
-                yield [(i, sample_seed(self.seed, epoch, i)) for i in chunk]
-            epoch, batch = epoch + 1, 0
-
-
-def report_bad_images(batches: Iterable[ClassBatch], fatal: bool) -> Iterator[ClassBatch]:
-    """Warn once per unreadable file and pass the batch on, or stop on the first one.
-
-    Raises:
-        UserError: ``fatal`` (data.skip_bad_images: false) and a file could not be read.
-    """
-    warned: set[str] = set()
-    for batch in batches:
-        for bad in batch.bad:
-            if fatal:
-                raise UserError(f"{bad.path}: {bad.reason} (data.skip_bad_images is false)")
-            if bad.path not in warned:
-                warned.add(bad.path)
-                warnings.warn(f"skipping unreadable image {bad.path}: {bad.reason}", stacklevel=2)
-        yield batch

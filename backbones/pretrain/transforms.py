@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
 TEST_MODES = ("center", "10crop", "multiscale")
 

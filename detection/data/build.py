@@ -18,24 +18,15 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from backbones.errors import UserError
-from detection.config import VOC_CLASSES, Config, DatasetConfig, InputConfig
-from detection.data.cleaning import DataWarning
+from detection.config import Config, DatasetConfig, InputConfig
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
-from detection.data.loader import (
-    DetectionDataset,
-    DetectionLoader,
-    InferenceSampler,
-    TrainBatchSampler,
-    TrainingSampler,
-    aspect_groups,
-    collate_detection,
-    distributed_rank_world,
-    seed_worker,
-)
+from detection.data.loader import DetectionDataset, DetectionLoader, collate_detection
 from detection.data.transforms import TestTransform, TrainTransform
-from detection.data.voc import load_voc_splits
+from detection.data.voc import VOC_CLASSES, load_voc_splits
 from detection.structures import ImageRecord
+from engine import distributed as dist
+from engine.errors import DataWarning, UserError
+from engine.samplers import InferenceSampler, ResumableBatchSampler, seed_worker
 
 DETECTION_FORMATS = ("voc", "coco")
 
@@ -135,15 +126,10 @@ def build_detection_train_loader(
     if not cfg.data.train.include_empty:
         records = [r for r in records if (~r.ignore).any()]
     records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.train")
-    rank, world_size = distributed_rank_world()
+    rank, world_size = dist.get_rank(), dist.get_world_size()
     groups = aspect_groups(records) if cfg.data.aspect_ratio_grouping else None
-    batch_sampler = TrainBatchSampler(
-        TrainingSampler(len(records), cfg.seed, rank, world_size),
-        groups,
-        images_per_process,
-        cfg.seed,
-        rank,
-        start_iter,
+    batch_sampler = ResumableBatchSampler(
+        len(records), images_per_process, cfg.seed, rank, world_size, start_iter, groups
     )
     loader = DataLoader(
         DetectionDataset(records, build_train_transform(cfg.input)),
@@ -172,8 +158,7 @@ def build_detection_test_loader(
     class_names = _checked_class_names(cfg)
     records = load_dataset_records(cfg.data.test, class_names, "data.test")
     records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.test")
-    rank, world_size = distributed_rank_world()
-    sampler = InferenceSampler(len(records), rank, world_size)
+    sampler = InferenceSampler(len(records), dist.get_rank(), dist.get_world_size())
     loader = DataLoader(
         DetectionDataset(records, build_test_transform(cfg.input)),
         batch_sampler=BatchSampler(sampler, cfg.test.ims_per_batch, drop_last=False),
@@ -183,6 +168,11 @@ def build_detection_test_loader(
         num_workers=cfg.data.num_workers,
     )
     return DetectionLoader(loader, cfg.data.skip_bad_images, len(records)), records, class_names
+
+
+def aspect_groups(records: Sequence[ImageRecord]) -> list[int]:
+    """Per record 0 if landscape (w >= h) else 1."""
+    return [int(r.width < r.height) for r in records]
 
 
 def _checked_class_names(cfg: Config) -> list[str]:

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-class DataWarning(UserWarning):
-    """A data-set problem that was repaired or skipped (clipped box, dropped box, bad image)."""
+from engine.errors import DataWarning
 
 
 @dataclass

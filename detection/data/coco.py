@@ -21,7 +21,6 @@ not four numbers, a category name missing from ``class_names``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -31,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from backbones.errors import UserError
 from detection.data.cleaning import BoxCleaner
 from detection.structures import ImageRecord
+from engine.errors import UserError
+from engine.io import read_json
 
 __all__ = ["CocoMeta", "coco_image_root", "load_coco", "read_coco_meta", "resolve_ann_file"]
 
@@ -75,7 +75,7 @@ def load_coco(
     Raises:
         UserError: see the module docstring.
     """
-    data = _read_json(ann_file)
+    data = read_coco_json(ann_file)
     meta = _meta_from_categories(data["categories"], class_names, ann_file)
     per_image = _annotations_by_image(data, ann_file, meta)
     cleaner = BoxCleaner(ann_file)
@@ -93,7 +93,7 @@ def load_coco(
 
 def read_coco_meta(ann_file: str, class_names: Sequence[str] | None = None) -> CocoMeta:
     """The label mapping of an instances JSON, without building records."""
-    return _meta_from_categories(_read_json(ann_file)["categories"], class_names, ann_file)
+    return _meta_from_categories(read_coco_json(ann_file)["categories"], class_names, ann_file)
 
 
 def resolve_ann_file(root: str, ann_file: str) -> str:
@@ -129,14 +129,20 @@ def coco_image_root(root: str, ann_file: str) -> str:
     return root
 
 
-def _read_json(ann_file: str) -> dict[str, Any]:
-    try:
-        with open(ann_file) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{ann_file}: annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{ann_file}: malformed JSON: {exc}") from None
+def read_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
+    """A COCO instances (or test-set image info) JSON, its top-level layout checked.
+
+    The one reader of COCO annotation files: the data loader, the evaluators, ``resdet
+    score`` and ``resdet submit`` all go through it.
+
+    Returns:
+        The parsed object, with ``annotations`` = [] when the file has none (test sets).
+
+    Raises:
+        UserError: missing file, bad encoding, malformed JSON, or no ``images`` /
+            ``categories`` list.
+    """
+    data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict):
         raise UserError(f"{ann_file}: expected a JSON object with 'images' and 'categories'")
     for key in ("images", "categories"):

@@ -32,10 +32,16 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from backbones.errors import UserError
-from detection.config import VOC_CLASSES
 from detection.data.cleaning import BoxCleaner
 from detection.structures import ImageRecord
+from engine.errors import UserError
+from engine.io import read_text
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]  # fmt: skip
 
 __all__ = ["VOC_CLASSES", "load_voc", "load_voc_splits", "read_split_file"]
 
@@ -134,9 +140,8 @@ def read_split_file(path: str) -> list[str]:
         known = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".txt"))[:20]
         hint = f" (found: {', '.join(known)})" if os.path.isdir(folder) and known else ""
         raise UserError(f"{path}: split file not found{hint}")
-    with open(path) as f:
-        # class-specific split files have a second column (" 1"/"-1"); the id comes first
-        ids = [line.split()[0] for line in f if line.strip()]
+    # class-specific split files have a second column (" 1"/"-1"); the id comes first
+    ids = [line.split()[0] for line in read_text(path, "split file").splitlines() if line.strip()]
     if not ids:
         raise UserError(f"{path}: split file lists no images")
     return ids

@@ -5,7 +5,6 @@ from detection.evaluation.coco import (
     COCO_STAT_NAMES,
     COCOResult,
     evaluate_coco,
-    load_coco_annotations,
 )
 from detection.evaluation.evaluator import (
     COCOEvaluator,
@@ -38,7 +37,6 @@ __all__ = [
     "coco_results",
     "evaluate_coco",
     "evaluate_voc",
-    "load_coco_annotations",
     "load_coco_results",
     "package_voc_results",
     "read_voc_results",

@@ -17,15 +17,13 @@ import contextlib
 import copy
 import gc
 import io
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
 # COCOeval.stats[:12], in pycocotools' order; all fractions in 0..1 (-1: nothing to measure).
 COCO_STAT_NAMES = (
@@ -55,26 +53,6 @@ class COCOResult:
     def to_dict(self) -> dict[str, object]:
         """The 12 stats plus ``per_class``: what evaluators and ``resdet score`` report."""
         return {**self.stats, "per_class": {k: dict(v) for k, v in self.per_class.items()}}
-
-
-def load_coco_annotations(path: str | Path) -> dict[str, Any]:
-    """Reads a COCO annotation (or test-dev image info) JSON.
-
-    Raises:
-        UserError: the file is missing, not JSON, or lacks ``images`` / ``categories``.
-    """
-    file = Path(path)
-    try:
-        dataset = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{file}: annotation file not found") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: not valid JSON ({exc})") from None
-    missing = [k for k in ("images", "categories") if k not in (dataset or {})]
-    if not isinstance(dataset, dict) or missing:
-        raise UserError(f"{file}: not a COCO annotation file (no {missing or 'object'} key)")
-    dataset.setdefault("annotations", [])
-    return dataset
 
 
 def per_category_ap(

@@ -16,7 +16,8 @@ from typing import Any, Protocol, TypeVar
 
 import torch.distributed as dist
 
-from detection.evaluation.coco import COCO_BACKENDS, evaluate_coco, load_coco_annotations
+from detection.data.coco import read_coco_json
+from detection.evaluation.coco import COCO_BACKENDS, evaluate_coco
 from detection.evaluation.results import (
     coco_results,
     parse_voc_lines,
@@ -158,7 +159,7 @@ class COCOEvaluator:
         """
         if backend not in COCO_BACKENDS:
             raise ValueError(f"unknown COCO backend {backend!r}; valid: {', '.join(COCO_BACKENDS)}")
-        self.dataset = ann_file if isinstance(ann_file, dict) else load_coco_annotations(ann_file)
+        self.dataset = ann_file if isinstance(ann_file, dict) else read_coco_json(ann_file)
         # VOC image ids are file stems: score them under their position in the ground truth
         self._id_map = {img["file_name"]: img["id"] for img in self.dataset["images"]}
         self.label_to_category_id = list(label_to_category_id)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backbones.errors import UserError
 from detection.evaluation.voc import ClassDetections, to_voc_boxes
 from detection.structures import Detections
+from engine.errors import UserError
 
 VOC_RESULT_PREFIX = "comp4_det_"
 VOC_SERVER_DIR = "results/VOC2012/Main"  # layout inside the tarball the VOC2012 server takes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
-from backbones.errors import UserError
+from backbones.config import BackboneConfig
 from backbones.weights import read_source
-from detection.config import BackboneConfig, Config
+from detection.config import Config
 from detection.modeling.anchors import AnchorGenerator
 from detection.modeling.box_ops import BoxCoder
 from detection.modeling.faster_rcnn import FasterRCNN
@@ -30,6 +31,8 @@ from detection.modeling.matcher import Matcher
 from detection.modeling.poolers import ROIPooler
 from detection.modeling.roi_heads import ROIHeads
 from detection.modeling.rpn import RPN, RPNHead
+from engine.errors import DataWarning, UserError
+from engine.spec import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +59,21 @@ def build_model(cfg: Config, load_backbone_weights: bool = True) -> FasterRCNN:
         )
     if cfg.model.num_classes < 1:
         raise UserError(f"model.num_classes must be at least 1, got {cfg.model.num_classes}")
-    backbone = build_detection_backbone(cfg.model.backbone, load_backbone_weights)
+    expected = InputSpec.make(cfg.input.format, cfg.input.pixel_mean, cfg.input.pixel_std, "")
+    backbone = build_detection_backbone(cfg.model.backbone, load_backbone_weights, expected)
     take(backbone, backbone.classifier)
     return ARCHS[cfg.model.arch](cfg, backbone)
 
 
-def build_detection_backbone(bcfg: BackboneConfig, load: bool = True) -> Backbone:
-    """The backbone with the config's options (those its builder takes) and weights."""
+def build_detection_backbone(
+    bcfg: BackboneConfig, load: bool = True, expected_input: InputSpec | None = None
+) -> Backbone:
+    """The backbone with the config's options (those its builder takes) and weights.
+
+    When the weights file records its input (``meta.input``, written by ``resdet
+    pretrain``) and it normalises pixels differently from ``expected_input`` (the detection
+    config's ``input.*``), a one-line warning names both.
+    """
     accepted = backbone_arguments(bcfg.name) if bcfg.name in BACKBONES else []
     options = {f.name: getattr(bcfg, f.name) for f in dataclasses.fields(bcfg)}
     defaults = BackboneConfig()
@@ -77,9 +88,27 @@ def build_detection_backbone(bcfg: BackboneConfig, load: bool = True) -> Backbon
             )
     backbone = build_backbone(bcfg.name, **kwargs)
     if load and bcfg.weights:
-        report = load_weights(backbone, bcfg.weights, bcfg.weights_format, skip_classifier=True)
+        source = read_source(bcfg.weights)
+        if expected_input is not None:
+            check_input_spec(source, bcfg.weights, expected_input)
+        report = load_weights(backbone, source, bcfg.weights_format, skip_classifier=True)
         logger.info("backbone weights %s (%s format) loaded", bcfg.weights, report.format)
     return backbone
+
+
+def check_input_spec(source: Mapping[str, Any], where: str, expected: InputSpec) -> None:
+    """Warn when a weights file was trained on differently normalised pixels."""
+    recorded = source.get("meta", {}).get("input") if isinstance(source, Mapping) else None
+    if not isinstance(recorded, Mapping):
+        return  # third-party weights record nothing: their recipe is the user's to match
+    theirs = InputSpec.from_dict(recorded)
+    if theirs.pixels_differ(expected):
+        warnings.warn(
+            f"{where} was trained on {theirs.describe()} input, but this config feeds "
+            f"{expected.describe()} (input.format / pixel_mean / pixel_std)",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def take(module: nn.Module, name: str) -> nn.Module:

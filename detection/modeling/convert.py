@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from backbones.errors import UserError
 from backbones.resnet import RESNETS
 from backbones.weights import from_torchvision
+from engine.errors import UserError
 
 _BODY = "backbone.body."
 # (pattern on a torchvision key, replacement) for everything outside the ResNet body

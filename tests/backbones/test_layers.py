@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from backbones import build_backbone
-from backbones.errors import UserError
 from backbones.layers import (
     BATCH_NORMS,
     FrozenBatchNorm2d,
@@ -17,6 +16,7 @@ from backbones.layers import (
     fold_frozen_bn,
     make_norm,
 )
+from engine.errors import UserError
 
 
 def test_frozen_bn_by_hand() -> None:

@@ -8,9 +8,9 @@ import torchvision
 from torch import nn
 
 from backbones import build_backbone, count_params
-from backbones.errors import UserError
 from backbones.layers import FrozenBatchNorm2d
 from backbones.resnet import BasicBlock, PadShortcut, Projection
+from engine.errors import UserError
 
 # torchvision's counts (and the paper's Table 1 nets with a 1000-way fc, option B)
 TORCHVISION_PARAMS = {

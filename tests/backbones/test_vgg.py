@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from backbones import build_backbone, count_params
-from backbones.errors import UserError
+from engine.errors import UserError
 
 
 @pytest.mark.parametrize(

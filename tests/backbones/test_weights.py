@@ -20,8 +20,8 @@ import torchvision
 from torch import Tensor, nn
 
 from backbones import build_backbone, load_weights
-from backbones.errors import UserError
 from backbones.weights import detect_format
+from engine.errors import UserError
 
 EPS = 1e-5
 

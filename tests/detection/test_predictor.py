@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from backbones.errors import UserError
 from detection.config import Config
 from detection.data.transforms import TestTransform, collate_images
 from detection.modeling.build import build_model
 from detection.predictor import Predictor
 from detection.structures import Detections
+from engine.errors import UserError
 
 
 def small_config() -> Config:

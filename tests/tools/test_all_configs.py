@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from backbones.pretrain.engine import build_classifier
-from detection.config import PretrainConfig, load_config
+from backbones.pretrain.config import load_config as load_pretrain_config
+from backbones.pretrain.task import build_classifier
+from detection.config import load_config
 from detection.modeling.build import build_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -35,7 +36,7 @@ def test_detection_config_builds(path: Path):
 
 @pytest.mark.parametrize("path", PRETRAIN, ids=lambda p: p.stem)
 def test_pretrain_config_builds(path: Path):
-    cfg = load_config(path, cls=PretrainConfig)
+    cfg = load_pretrain_config(path)
     with torch.device("meta"):
         model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from detection.config import load_config, save_config
+from detection.config import load_config
+from engine.config import save_config
 from tools.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detection"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from detection.config import Config, PretrainConfig
+from backbones.pretrain.config import PretrainConfig
+from detection.config import Config
 from tools.config_docs import field_comments, render, rows
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backbones.errors import UserError
+from engine.errors import UserError
 from tools import flops
 from tools.cli import main
 

@@ -47,7 +47,7 @@ def test_cifar_style_resnet_learns_shapes_and_plain_twin_trains(
         assert main(["pretrain", "--config", str(cfg)]) == 0
         lines = [line for line in _metrics(out) if "loss_cls" in line]
         assert lines[-1]["loss_cls"] < 0.5 * lines[0]["loss_cls"], name  # the loss falls
-        top1 = json.loads((out / "eval_results.json").read_text())["center"]["top1_error"]
+        top1 = json.loads((out / "eval_results.json").read_text())["headline"]["top1_error"]
         if name == "resnet20":
             assert top1 <= 0.10  # >= 90% validation top-1
         else:
@@ -72,7 +72,7 @@ def test_cifar10_format_trains_one_epoch(tmp_path: Path, write_config: Callable[
     lines = _metrics(out)
     assert lines[0]["iter"] == 5 and lines[0]["num_skipped_images"] == 0
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["iteration"] == 5 and results["center"]["images"] == 20
+    assert results["iteration"] == 5 and results["metrics"]["center"]["images"] == 20
     # augmentation is seeded per sample: worker processes change nothing
     w0, w2 = (
         torch.load(tmp_path / f"w{w}" / "model_final.pth", weights_only=True)["model"]
@@ -102,7 +102,9 @@ def test_outputs_load_and_eval_only_reproduces_the_final_eval(
         "eval_results.json",
     } <= names
     trained = json.loads((out / "eval_results.json").read_text())
-    assert set(trained) == {"iteration", "center", "10crop", "multiscale"}
+    assert set(trained) == {"iteration", "weights", "headline", "metrics"}
+    assert set(trained["metrics"]) == {"center", "10crop", "multiscale"}
+    assert trained["headline"]["top1_error"] == trained["metrics"]["center"]["top1_error"]
 
     net = build_backbone("resnet20", num_classes=4, shortcut="A", base_width=4)
     report = load_weights(net, out / "backbone.pth")  # strict: every feature key is there
@@ -114,7 +116,8 @@ def test_outputs_load_and_eval_only_reproduces_the_final_eval(
     (out / "eval_results.json").unlink()
     args = ["pretrain", "--config", str(cfg), "--eval-only", "--weights"]
     assert main([*args, str(out / "model_final.pth")]) == 0
-    assert json.loads((out / "eval_results.json").read_text()) == trained
+    again = json.loads((out / "eval_results.json").read_text())
+    assert again == {**trained, "weights": str(out / "model_final.pth")}
 
 
 def test_eval_only_accepts_a_torchvision_checkpoint(
@@ -139,7 +142,7 @@ def test_eval_only_accepts_a_torchvision_checkpoint(
         )
         == 0
     )
-    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())["center"]
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())["metrics"]["center"]
     # the same images through torchvision's own model
     mean, std = torch.tensor([123.675, 116.28, 103.53]), torch.tensor(inp["pixel_std"])
     wrong = 0
@@ -159,7 +162,7 @@ def test_corrupt_jpeg_is_skipped_with_a_warning_or_fatal(
     bad = root / "train" / "circle" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 100 + b"\xff\xd9")
     cfg = write_config(_folder_data(root), {"solver": {"max_iter": 4, "ims_per_batch": 32}})
-    with pytest.warns(UserWarning, match=rf"skipping unreadable image {bad}: not a decodable"):
+    with pytest.warns(UserWarning, match=rf"skipping a bad image: {bad}: the image does not"):
         assert main(["pretrain", "--config", str(cfg)]) == 0
     # one epoch per iteration (33 files, batch 32): the broken file is met in most of them
     skipped = [m for m in _metrics(tmp_path / "out") if "loss_cls" in m][-1]["num_skipped_images"]
@@ -168,7 +171,8 @@ def test_corrupt_jpeg_is_skipped_with_a_warning_or_fatal(
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == (
-        f"resdet pretrain: error: {bad}: not a decodable image (data.skip_bad_images is false)"
+        f"resdet pretrain: error: {bad}: the image does not decode (corrupt or not an image) "
+        "(set data.skip_bad_images=true to skip such images)"
     )
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from backbones.pretrain.engine import build_classifier
-from detection.config import PretrainConfig, load_config
+from backbones.pretrain.config import load_config as load_pretrain_config
+from backbones.pretrain.task import build_classifier
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
 RUNS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("_"))
@@ -31,7 +31,7 @@ def test_every_paper_run_has_a_config() -> None:
 
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: p.stem)
 def test_config_loads_and_builds(path: Path) -> None:
-    cfg = load_config(path, cls=PretrainConfig)
+    cfg = load_pretrain_config(path)
     assert cfg.output_dir.endswith(path.stem)
     with torch.device("meta"):  # no memory for VGG-16's 138M parameters
         net = build_classifier(cfg.model.backbone, cfg.model.num_classes)
@@ -53,23 +53,17 @@ def test_config_loads_and_builds(path: Path) -> None:
 
 
 def test_recipes_that_differ() -> None:
-    r110 = load_config(CONFIGS / "resnet110_cifar10.yaml", cls=PretrainConfig).solver
+    r110 = load_pretrain_config(CONFIGS / "resnet110_cifar10.yaml").solver
     assert (r110.warmup_method, r110.base_lr * r110.warmup_factor, r110.warmup_error) == (
         "until_error",
         pytest.approx(0.01),
         0.8,
     )
-    assert (
-        load_config(CONFIGS / "resnet56_cifar10.yaml", cls=PretrainConfig).model.backbone.shortcut
-        == "A"
-    )
-    r101 = load_config(CONFIGS / "resnet101_imagenet.yaml", cls=PretrainConfig)
+    assert load_pretrain_config(CONFIGS / "resnet56_cifar10.yaml").model.backbone.shortcut == "A"
+    r101 = load_pretrain_config(CONFIGS / "resnet101_imagenet.yaml")
     assert r101.model.backbone.stride_in_1x1 and r101.solver.steps == [150000, 300000, 450000]
     assert r101.solver.max_iter == 600000 and r101.solver.weight_decay == 1e-4
-    options = [
-        load_config(CONFIGS / f"resnet34_imagenet_option{o}.yaml", cls=PretrainConfig)
-        for o in "abc"
-    ]
+    options = [load_pretrain_config(CONFIGS / f"resnet34_imagenet_option{o}.yaml") for o in "abc"]
     assert [c.model.backbone.shortcut for c in options] == ["A", "B", "C"]
-    vgg = load_config(CONFIGS / "vgg16_imagenet.yaml", cls=PretrainConfig).solver
+    vgg = load_pretrain_config(CONFIGS / "vgg16_imagenet.yaml").solver
     assert (vgg.base_lr, vgg.weight_decay) == (0.01, 0.0005)

@@ -1,32 +1,28 @@
-"""Readers (ImageFolder, CIFAR-10), bad files, and the resumable distributed batch sampler."""
+"""Readers (ImageFolder, CIFAR-10) and bad files (the sampler: tests/engine)."""
 
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from pretrain_helpers import SHAPES, make_cifar10, make_imagefolder
 
-from backbones.errors import UserError
 from backbones.pretrain.data import (
     BadImage,
-    BadImageError,
     ClassBatch,
-    ResumableBatchSampler,
     TrainDataset,
     collate_train,
-    decode_image,
     pixel_mean_image,
     read_cifar10,
     read_imagefolder,
     read_splits,
-    report_bad_images,
-    sample_seed,
 )
+from backbones.pretrain.task import skip_bad_images
+from engine.errors import DataWarning, UserError
+from engine.images import BadImagePolicy, decode_image
 
 
 def test_imagefolder_classes_sorted_and_labels(tmp_path: Path) -> None:
@@ -79,22 +75,6 @@ def test_cifar10_errors(tmp_path: Path) -> None:
         read_splits("voc", str(root), ["train"])
 
 
-def test_corrupt_and_truncated_files(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.jpg"
-    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG \xff\xd9")
-    with pytest.raises(BadImageError, match="not a decodable image"):
-        decode_image(str(bad))
-    good = tmp_path / "good.jpg"
-    cv2.imwrite(str(good), np.full((16, 16, 3), 128, np.uint8))
-    assert decode_image(str(good)).shape == (16, 16, 3)
-    torn = tmp_path / "torn.jpg"
-    torn.write_bytes(good.read_bytes()[:-40])
-    with pytest.raises(BadImageError, match="truncated JPEG"):
-        decode_image(str(torn))
-    with pytest.raises(BadImageError, match="cannot read the file"):
-        decode_image(str(tmp_path / "missing.jpg"))
-
-
 def test_bad_files_are_skipped_with_one_warning_each_or_fatal(tmp_path: Path) -> None:
     make_imagefolder(tmp_path, {"train": 2})
     data = read_imagefolder(tmp_path, "train")
@@ -102,48 +82,23 @@ def test_bad_files_are_skipped_with_one_warning_each_or_fatal(tmp_path: Path) ->
     Path(data.paths[1]).write_bytes(b"corrupt")
     dataset = TrainDataset(data, lambda image, seed: torch.zeros(3, 2, 2))
     item = dataset[(1, 0)]
-    assert item == BadImage(data.paths[1], "not a decodable image")
+    reason = f"{data.paths[1]}: the image does not decode (corrupt or not an image)"
+    assert item == BadImage(data.paths[1], reason)
     batch = collate_train([dataset[(0, 0)], item, dataset[(2, 0)]])
     assert batch.images.shape == (2, 3, 2, 2) and batch.labels.tolist() == [0, 1]
-    with pytest.warns(UserWarning, match="skipping unreadable image") as record:
-        assert len(list(report_bad_images([batch, batch], fatal=False))) == 2
+    with pytest.warns(DataWarning, match="skipping a bad image") as record:
+        policy = BadImagePolicy(skip=True, num_images=len(data))
+        assert len(list(skip_bad_images([batch, batch], policy))) == 2
     assert [str(w.message) for w in record] == [
-        f"skipping unreadable image {data.paths[1]}: not a decodable image"
+        f"skipping a bad image: {reason} (1 skipped so far)"
     ]
-    with pytest.raises(UserError, match=rf"{data.paths[1]}: not a decodable image"):
-        list(report_bad_images([batch], fatal=True))
+    with pytest.raises(UserError, match=r"the image does not decode .*skip_bad_images=true"):
+        list(skip_bad_images([batch], BadImagePolicy(skip=False, num_images=len(data))))
 
 
 def test_all_bad_batch_collates_to_empty() -> None:
     batch = collate_train([BadImage("a.jpg", "x")])
     assert isinstance(batch, ClassBatch) and len(batch.labels) == 0
-
-
-def _take(sampler: ResumableBatchSampler, n: int) -> list[list[tuple[int, int]]]:
-    it = iter(sampler)
-    return [next(it) for _ in range(n)]
-
-
-def test_sampler_resumes_at_any_iteration() -> None:
-    full = _take(ResumableBatchSampler(10, 3, 0, 1, seed=5), 7)  # 3 batches per epoch
-    assert _take(ResumableBatchSampler(10, 3, 0, 1, seed=5, start_iter=4), 3) == full[4:]
-    epoch0 = sorted(i for batch in full[:3] for i, _ in batch)
-    assert len(set(epoch0)) == 9  # one epoch: 9 distinct images (the 10th dropped)
-    assert [i for i, _ in full[0]] != [i for i, _ in full[3]]  # reshuffled every epoch
-    assert full[4][0][1] == sample_seed(5, 1, full[4][0][0])
-    assert ResumableBatchSampler(10, 3, 0, 1, 5).position(4) == {"epoch": 1, "batch": 1}
-
-
-def test_two_ranks_together_see_the_one_process_batch() -> None:
-    one = _take(ResumableBatchSampler(20, 4, 0, 1, seed=3), 6)
-    ranks = [_take(ResumableBatchSampler(20, 2, r, 2, seed=3), 6) for r in range(2)]
-    for i in range(6):
-        assert sorted(ranks[0][i] + ranks[1][i]) == sorted(one[i])
-
-
-def test_sampler_needs_one_batch() -> None:
-    with pytest.raises(UserError, match="fewer than one batch per process"):
-        ResumableBatchSampler(3, 4, 0, 1, 0)
 
 
 def test_pixel_mean_image(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from backbones.errors import UserError
+from backbones.config import BackboneConfig
 from backbones.pretrain.data import ClassificationData
-from backbones.pretrain.engine import build_classifier, count_topk_wrong, evaluate, score_views
+from backbones.pretrain.task import build_classifier, count_topk_wrong, evaluate, score_views
 from backbones.pretrain.transforms import eval_views
-from detection.config import BackboneConfig
+from engine.errors import UserError
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.errors import UserError
 from backbones.pretrain.transforms import (
     Lighting,
     Standardize,
@@ -14,6 +13,7 @@ from backbones.pretrain.transforms import (
     ten_crop,
     train_transform,
 )
+from engine.errors import UserError
 
 MEAN = np.zeros(3, np.float32)
 STD = [1.0, 1.0, 1.0]

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backbones.errors import UserError
 from detection.data.cleaning import DataWarning
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
+from engine.errors import UserError
 
 
 def test_records_labels_and_mapping(coco_tree: Path) -> None:
@@ -59,7 +59,7 @@ def test_image_info_file_without_annotations(coco_tree: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("malformed.json", "malformed.json: malformed JSON: Expecting ',' delimiter: line 3"),
+        ("malformed.json", "malformed.json: malformed JSON (line 3, column 1): Expecting ','"),
         ("unknown_category.json", "unknown_category.json: annotation 5 has unknown category_id 2"),
         ("unknown_image.json", "unknown_image.json: annotation 6 refers to unknown image 9"),
         ("no_images.json", "no_images.json: missing the 'images' list"),

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backbones.errors import UserError
-from detection.config import VOC_CLASSES, Config
+from detection.config import Config
 from detection.data.build import (
     build_detection_test_loader,
     build_detection_train_loader,
@@ -17,7 +16,8 @@ from detection.data.build import (
 )
 from detection.data.cleaning import DataWarning
 from detection.data.synthetic import SHAPE_CLASSES
-from detection.data.voc import load_voc
+from detection.data.voc import VOC_CLASSES, load_voc
+from engine.errors import UserError
 
 
 def _shapes_cfg(voc_root: Path, workers: int = 0) -> Config:

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backbones.errors import UserError
-from detection.config import VOC_CLASSES
 from detection.data.cleaning import DataWarning
-from detection.data.voc import load_voc, load_voc_splits, read_split_file
+from detection.data.voc import VOC_CLASSES, load_voc, load_voc_splits, read_split_file
+from engine.errors import UserError
 
 DOG, PERSON, CAR, BICYCLE = (VOC_CLASSES.index(n) for n in ("dog", "person", "car", "bicycle"))
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from backbones.errors import UserError
+from detection.data.coco import read_coco_json
 from detection.evaluation.coco import (
     COCO_STAT_NAMES,
     _run_cocoeval,
     evaluate_coco,
-    load_coco_annotations,
     per_category_ap,
 )
 from detection.evaluation.results import coco_results, write_coco_results
 from detection.structures import Detections
+from engine.errors import UserError
 
 # pycocotools' precision of a first detection that is a true positive: 1 / (1 + np.spacing(1)).
 PYCOCO_ONE = 1.0 / (1.0 + np.spacing(1))
@@ -178,10 +178,10 @@ def test_unknown_backend_and_bad_annotation_files(tmp_path):
     with pytest.raises(UserError, match="unknown COCO backend 'fast'; valid: faster, pycocotools"):
         evaluate_coco(one_image((1, "a")), [], "fast")
     with pytest.raises(UserError, match="annotation file not found"):
-        load_coco_annotations(tmp_path / "none.json")
+        read_coco_json(tmp_path / "none.json")
     (tmp_path / "a.json").write_text('{"images": []}')
-    with pytest.raises(UserError, match=r"a.json: not a COCO annotation file .*categories"):
-        load_coco_annotations(tmp_path / "a.json")
+    with pytest.raises(UserError, match=r"a.json: missing the 'categories' list"):
+        read_coco_json(tmp_path / "a.json")
 
 
 def test_garbage_collector_state_is_restored(coco_case):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.errors import UserError
 from detection.evaluation.results import (
     coco_results,
     find_voc_result_files,
@@ -23,6 +22,7 @@ from detection.evaluation.results import (
     write_voc_results,
 )
 from detection.structures import Detections
+from engine.errors import UserError
 
 
 def detections(boxes, scores, labels) -> Detections:

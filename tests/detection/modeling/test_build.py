@@ -11,10 +11,10 @@ import torch
 import torchvision
 from torch import nn
 
-from backbones.errors import UserError
 from backbones.weights import from_torchvision
 from detection.config import Config, load_config
 from detection.modeling.build import build_model, load_detector_weights
+from engine.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[3]
 TV_CONFIG = ROOT / "configs/detection/torchvision_r50_fpn_coco.yaml"

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
-from backbones.errors import UserError
 from detection.config import load_config
 from detection.modeling.build import build_model
 from detection.modeling.convert import convert_detector, from_torchvision_detector
+from engine.errors import UserError
 from tools.cli import main
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs/detection/torchvision_r50_fpn_coco.yaml"

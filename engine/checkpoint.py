@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,42 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from detection.config import atomic_write_text
-from detection.engine import distributed as dist
-from detection.engine.seeding import capture_rng_state, restore_rng_state
+from engine import distributed as dist
+from engine.io import atomic_torch_save, atomic_write_text
+from engine.seeding import capture_rng_state, restore_rng_state
 
 LAST_CHECKPOINT = "last_checkpoint"
 _NAME = re.compile(r"^checkpoint_(\d+)\.pth$")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # makes the rename itself durable; not possible on every platform
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -95,7 +64,8 @@ class Checkpointer:
     """Saves and restores everything a run needs to continue exactly where it stopped.
 
     State: model (unwrapped from DDP), optimizer, scheduler, GradScaler, the iteration, every
-    rank's RNG states, and whatever ``extra`` the caller adds (e.g. the sampler position).
+    rank's RNG states, the task's ``meta`` (the input the model expects: channel order,
+    pixel mean/std, size policy, class names) and whatever ``extra`` the caller adds.
 
     Args:
         output_dir: folder of ``checkpoint_<iter>.pth`` and ``last_checkpoint``.
@@ -103,6 +73,7 @@ class Checkpointer:
         optimizer, scheduler, scaler: anything with ``state_dict`` / ``load_state_dict``
             (None to leave out).
         keep: how many of the newest checkpoints to keep (None keeps all).
+        meta: stored under "meta" in every checkpoint (plain Python values only).
     """
 
     def __init__(
@@ -113,6 +84,7 @@ class Checkpointer:
         scheduler: Any = None,
         scaler: Any = None,
         keep: int | None = 3,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be >= 1 or None, got {keep}")
@@ -120,6 +92,7 @@ class Checkpointer:
         self.model = model
         self.parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
         self.keep = keep
+        self.meta = meta or {}
 
     def save(self, iteration: int, extra: dict[str, Any] | None = None) -> Path:
         """Write ``checkpoint_<iteration>.pth`` and point ``last_checkpoint`` at it.
@@ -137,6 +110,7 @@ class Checkpointer:
                 "iteration": iteration,
                 "model": dist.unwrap(self.model).state_dict(),
                 "rng": rng_states,
+                "meta": self.meta,
                 "extra": extra or {},
             }
             for name, part in self.parts.items():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from detection.engine.solver import WarmupMultiStepLR, build_optimizer, param_groups
+from engine.solver import WarmupMultiStepLR, build_optimizer, param_groups
 
 
 def _model() -> nn.Sequential:

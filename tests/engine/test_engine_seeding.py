@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from detection.engine.seeding import (
+from engine.seeding import (
     capture_rng_state,
     restore_rng_state,
     seed_everything,

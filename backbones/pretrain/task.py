@@ -1,21 +1,20 @@
-"""The classification stage: a PretrainConfig in, a trained backbone and its errors out.
+"""The classification task: a PretrainConfig in, a trained backbone and its errors out.
 
-This is the one place that turns a PretrainConfig into modules, data and a solver; the loop,
-checkpoints, logging, seeding and distributed set-up are the shared engine's
-(detection/engine). Outputs in ``output_dir`` (rank 0 only): ``config.yaml``,
+:class:`ClassificationTask` is what ``engine.run`` needs from pretraining (model, batches,
+step, evaluation, final weights); the loop, checkpoints, logging, seeding and distributed
+set-up are the engine's. Outputs in ``output_dir`` (rank 0 only): ``config.yaml``,
 ``metrics.jsonl``, ``checkpoint_<iter>.pth`` + ``last_checkpoint``, ``model_final.pth``
 (classifier + metadata), ``backbone.pth`` (without the final classifier layer; what
-``model.backbone.weights`` takes) and ``eval_results.json`` (top-1/top-5 error per test mode,
-as fractions).
+``model.backbone.weights`` takes) and ``eval_results.json`` (engine.run's layout; metrics:
+top-1/top-5 error per test mode, as fractions). Every weights file records the input it
+expects (``meta.input``: RGB, the pixel mean/std) and the class names.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +25,30 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
-from backbones.errors import UserError
+from backbones.config import BackboneConfig
+from backbones.pretrain.config import PretrainConfig
 from backbones.pretrain.data import (
     ClassBatch,
     ClassificationData,
     EvalDataset,
-    ResumableBatchSampler,
     TrainDataset,
     collate_eval,
     collate_train,
     pixel_mean_image,
     read_splits,
-    report_bad_images,
 )
-from backbones.pretrain.transforms import TEST_MODES, ViewTransform, eval_views, train_transform
+from backbones.pretrain.transforms import ViewTransform, eval_views, train_transform
 from backbones.weights import read_source
-from detection.config import BackboneConfig, PretrainConfig, atomic_write_text, save_config
-from detection.engine import distributed as dist
-from detection.engine.checkpoint import Checkpointer, atomic_torch_save
-from detection.engine.logging import MetricsLogger
-from detection.engine.loop import StepFn, make_grad_scaler, prepare_model, train_loop
-from detection.engine.setup import (
-    amp_dtype,
-    build_solver,
-    loop_options,
-    per_process_batch,
-    run_process,
-)
-from detection.engine.solver import TRAIN_ERROR_KEY
-
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+from engine import distributed as dist
+from engine.amp import autocast
+from engine.errors import UserError
+from engine.images import BadImagePolicy
+from engine.io import atomic_torch_save
+from engine.loop import StepFn, prepare_model
+from engine.run import amp_dtype, evaluate_checkpoint, per_process_batch, run_training
+from engine.samplers import ResumableBatchSampler
+from engine.solver import TRAIN_ERROR_KEY
+from engine.spec import InputSpec
 
 
 # ------------------------------------------------------------------------------- model
@@ -183,12 +176,7 @@ def evaluate(
             collate_fn=collate_eval,
         )
         counts = np.zeros(4, np.int64)  # top-1 wrong, top-5 wrong, images, skipped
-        autocast = (
-            torch.autocast("cuda", dtype=_AMP[amp_dtype])
-            if amp_dtype and device.type == "cuda"
-            else nullcontext()
-        )
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(device.type, amp_dtype):
             for batch in loader:
                 counts[3] += len(batch.bad)
                 if batch.views:
@@ -203,6 +191,143 @@ def evaluate(
             "skipped_images": skipped,
         }
     return results
+
+
+# ------------------------------------------------------------------------------- the task
+def input_spec(cfg: PretrainConfig, mean: np.ndarray) -> InputSpec:
+    """The input a network of this run expects: RGB, the mean (per channel, or the
+    per-pixel mean image's channel means) and std, 0..255 scale."""
+    inp = cfg.input
+    channel_mean = mean.reshape(-1, 3).mean(0) if mean.ndim > 1 else mean
+    size = f"{inp.crop_size}x{inp.crop_size} crops" + (
+        ", per-pixel mean image subtracted" if inp.per_pixel_mean else ""
+    )
+    return InputSpec.make("RGB", channel_mean.tolist(), inp.pixel_std, size)
+
+
+class ClassificationTask:
+    """Backbone pretraining and evaluation for ``engine.run`` (see its Task protocol)."""
+
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self._train: ClassificationData | None = None
+        self._test: ClassificationData | None = None
+        self._mean: np.ndarray | None = None
+        self._step: StepFn | None = None
+
+    def preflight(self) -> None:
+        """Read the test split's file list and check the test views (no image decoded)."""
+        _check_views(self.cfg)
+        self.test_data()
+
+    def test_data(self) -> ClassificationData:
+        if self._test is None:
+            self._test = _read(self.cfg, "test")
+        return self._test
+
+    def train_data(self) -> ClassificationData:
+        if self._train is None:
+            self._train = _read(self.cfg, "train")
+            if self.test_data().classes != self._train.classes:
+                raise UserError(
+                    f"{self.cfg.data.test.root}: test classes differ from the training classes"
+                )
+        return self._train
+
+    def mean(self) -> np.ndarray:
+        """Per-channel mean, or the per-pixel mean image of the training set."""
+        if self._mean is None:
+            self._mean = _mean(self.cfg, self.train_data(), None)
+        return self._mean
+
+    def build_model(self, device: torch.device) -> nn.Module:
+        _check_norm(self.cfg, device)
+        backbone = self.cfg.model.backbone
+        model = build_classifier(backbone, self.cfg.model.num_classes)
+        if backbone.weights:  # e.g. fine-tuning from another run
+            load_weights(model, backbone.weights, backbone.weights_format)
+        self._step = make_train_step(device, self.cfg.channels_last)
+        return prepare_model(model, device, self.cfg.channels_last)
+
+    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
+        source = read_source(weights)
+        model = build_classifier(self.cfg.model.backbone, self.cfg.model.num_classes)
+        report = load_weights(model, source, self.cfg.model.backbone.weights_format)
+        if not report.classifier_loaded:
+            warnings.warn(
+                f"{weights}: no classifier weights; the errors are chance level", stacklevel=2
+            )
+        train = None
+        if self.cfg.input.per_pixel_mean and self.cfg.data.train.root:
+            train = self.train_data()
+        self._mean = _mean(self.cfg, train, source.get("pixel_mean_image"))
+        net = prepare_model(model, device, self.cfg.channels_last)
+        return net, int(source.get("iteration", 0))
+
+    def train_batches(self, batch_size: int, start_iter: int) -> Iterable[ClassBatch]:
+        train = self.train_data()
+        sampler = ResumableBatchSampler(len(train), batch_size, self.cfg.seed, dist.get_rank(),
+                                        dist.get_world_size(), start_iter)  # fmt: skip
+        loader = _train_loader(self.cfg, train, self.mean(), sampler)
+        return skip_bad_images(loader, BadImagePolicy(self.cfg.data.skip_bad_images, len(train)))
+
+    def step(self, model: nn.Module, batch: ClassBatch) -> dict[str, Tensor]:
+        assert self._step is not None, "build_model sets up the step"
+        return self._step(model, batch)
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        views = _views(self.cfg, self.mean())
+        batch, amp = per_process_batch(self.cfg.solver), amp_dtype(self.cfg.solver, device)
+        return evaluate(model, self.test_data(), views, device, batch,
+                        self.cfg.data.num_workers, amp)  # fmt: skip
+
+    def headline(self, results: dict[str, Any]) -> dict[str, float]:
+        """Top-1 / top-5 error of the first test mode (``center`` unless changed)."""
+        first = next((v for v in results.values() if isinstance(v, dict)), None)
+        if first is None:
+            return {}
+        return {"top1_error": first["top1_error"], "top5_error": first["top5_error"]}
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "input": input_spec(self.cfg, self.mean()).to_dict(),
+            "class_names": list(self.train_data().classes),
+        }
+
+    def save_final(self, out: Path, model: nn.Module, iteration: int) -> None:
+        """model_final.pth (classifier) and backbone.pth (no final classifier), atomically."""
+        state = {k: v.detach().cpu() for k, v in dist.unwrap(model).state_dict().items()}
+        meta = self.meta()
+        final: dict[str, Any] = {"model": state, "iteration": iteration, "meta": meta}
+        final["classes"] = meta["class_names"]
+        if self.cfg.input.per_pixel_mean:
+            final["pixel_mean_image"] = torch.from_numpy(self.mean())
+        atomic_torch_save(final, out / "model_final.pth")
+        prefix = getattr(dist.unwrap(model), "classifier", "fc") + "."
+        features = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        atomic_torch_save({"model": features, "meta": meta}, out / "backbone.pth")
+
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Train the classifier of ``cfg``; see ``engine.run.run_training``."""
+    return run_training(ClassificationTask(cfg), resume)
+
+
+def evaluate_weights(cfg: PretrainConfig, weights: str) -> dict[str, Any]:
+    """``--eval-only``: test errors of a weights file (ours, or torchvision's / MSRA's).
+
+    torchvision's ImageNet models expect RGB normalised with its std: set
+    ``input.pixel_std`` to [58.395, 57.12, 57.375] for them.
+    """
+    return evaluate_checkpoint(ClassificationTask(cfg), weights)
+
+
+def skip_bad_images(batches: Iterable[ClassBatch], policy: BadImagePolicy) -> Iterator[ClassBatch]:
+    """Apply the bad-image policy to each batch's unreadable files, then pass it on."""
+    for batch in batches:
+        for bad in batch.bad:
+            policy.report(bad.path, bad.reason)
+        yield batch
 
 
 # ------------------------------------------------------------------------------- set-up
@@ -231,18 +356,17 @@ def _mean(cfg: PretrainConfig, train: ClassificationData | None, stored: Any) ->
     return pixel_mean_image(train, cfg.input.crop_size)
 
 
-def _views(cfg: PretrainConfig, mean: np.ndarray) -> dict[str, ViewTransform]:
+def _check_views(cfg: PretrainConfig) -> None:
     inp = cfg.input
-    for mode in inp.test_modes:
-        if mode not in TEST_MODES:
-            raise UserError(
-                f"input.test_modes: unknown mode {mode!r}; expected one of {TEST_MODES}"
-            )
     if inp.test_resize < inp.crop_size and {"center", "10crop"} & set(inp.test_modes):
         raise UserError(
             f"input.test_resize ({inp.test_resize}) is smaller than input.crop_size "
             f"({inp.crop_size})"
         )
+
+
+def _views(cfg: PretrainConfig, mean: np.ndarray) -> dict[str, ViewTransform]:
+    inp = cfg.input
     return {
         m: eval_views(m, inp.crop_size, inp.test_resize, inp.test_scales, mean, inp.pixel_std)
         for m in inp.test_modes
@@ -257,163 +381,21 @@ def _check_norm(cfg: PretrainConfig, device: torch.device) -> None:
         )
 
 
-# ------------------------------------------------------------------------------- training
-def pretrain(cfg: PretrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train the classifier of ``cfg`` (a whole run, or its rest after ``--resume``).
-
-    Launched by ``torchrun``, every process runs this; rank 0 writes the files.
-
-    Returns:
-        The loop's final metrics, with "eval" = the test errors per mode.
-
-    Raises:
-        UserError: bad data or settings. NonFiniteLossError / TrainingInterrupted from the
-            loop (see detection.engine.loop).
-    """
-    with run_process(cfg) as device:
-        return _pretrain(cfg, resume, device)
-
-
-def _pretrain(cfg: PretrainConfig, resume: bool, device: torch.device) -> dict[str, Any]:
-    out, batch = Path(cfg.output_dir), per_process_batch(cfg.solver)
-    train, test = _read(cfg, "train"), _read(cfg, "test")
-    if test.classes != train.classes:
-        raise UserError(f"{cfg.data.test.root}: test classes differ from the training classes")
-    mean = _mean(cfg, train, None)
-    model = _training_model(cfg, device)
-    ddp = dist.wrap_ddp(model, device)
-    optimizer, schedule = build_solver(cfg.solver, model)
-    amp = amp_dtype(cfg.solver, device)
-    scaler = make_grad_scaler(amp, device)
-    checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler)
-    start = _resume(checkpointer) if resume else 0
-    if dist.is_main():
-        save_config(cfg, out / "config.yaml")
-    sampler = ResumableBatchSampler(len(train), batch, dist.get_rank(), dist.get_world_size(),
-                                    cfg.seed, start)  # fmt: skip
-    batches = report_bad_images(_train_loader(cfg, train, mean, sampler, device),
-                                fatal=not cfg.data.skip_bad_images)  # fmt: skip
-    views, workers = _views(cfg, mean), cfg.data.num_workers
-    logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
-                           tensorboard=cfg.tensorboard)  # fmt: skip
-    try:
-        final = train_loop(
-            ddp, optimizer, schedule, batches, make_train_step(device, cfg.channels_last),
-            loop_options(cfg, cfg.eval_period, amp), start_iter=start, scaler=scaler,
-            checkpointer=checkpointer, logger=logger,
-            checkpoint_extra=lambda it: {"sampler": sampler.position(it)},
-            eval_fn=lambda: evaluate(ddp, test, views, device, batch, workers, amp),
-        )  # fmt: skip
-    finally:
-        logger.close()
-    if dist.is_main():
-        mean_image = mean if cfg.input.per_pixel_mean else None
-        write_outputs(out, model, train.classes, mean_image, final.get("eval", {}),
-                      cfg.solver.max_iter)  # fmt: skip
-    return final
-
-
-def _training_model(cfg: PretrainConfig, device: torch.device) -> nn.Module:
-    _check_norm(cfg, device)
-    model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
-    if cfg.model.backbone.weights:  # e.g. fine-tuning from another run
-        load_weights(model, cfg.model.backbone.weights, cfg.model.backbone.weights_format)
-    return prepare_model(model, device, cfg.channels_last)
-
-
-def _resume(checkpointer: Checkpointer) -> int:
-    state = checkpointer.resume()
-    if not state:
-        warnings.warn(
-            f"--resume: no checkpoint in {checkpointer.output_dir}; starting at 0", stacklevel=3
-        )
-    return int(state.get("iteration", 0))
-
-
 def _train_loader(
-    cfg: PretrainConfig,
-    train: ClassificationData,
-    mean: np.ndarray,
-    sampler: ResumableBatchSampler,
-    device: torch.device,
+    cfg: PretrainConfig, train: ClassificationData, mean: np.ndarray, sampler: ResumableBatchSampler
 ) -> DataLoader[Any]:
     inp = cfg.input
     transform = train_transform(
-        inp.crop_size,
-        inp.scale_range,
-        inp.pad,
-        inp.flip_prob,
-        inp.lighting_std,
-        mean,
+        inp.crop_size, inp.scale_range, inp.pad, inp.flip_prob, inp.lighting_std, mean,
         inp.pixel_std,
-    )
+    )  # fmt: skip
     return DataLoader(
         TrainDataset(train, transform),
         batch_sampler=sampler,
         num_workers=cfg.data.num_workers,
         collate_fn=collate_train,
-        pin_memory=device.type == "cuda",
+        pin_memory=torch.cuda.is_available() and cfg.device != "cpu",
         # its own generator: creating the loader must not draw from the global RNG, or a
         # resumed run's random streams would drift from an uninterrupted run's
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-
-
-def write_outputs(
-    out: Path,
-    model: nn.Module,
-    classes: list[str],
-    mean_image: np.ndarray | None,
-    eval_results: dict[str, Any],
-    iteration: int,
-) -> None:
-    """model_final.pth, backbone.pth (no final classifier) and eval_results.json, atomically."""
-    state = {k: v.detach().cpu() for k, v in dist.unwrap(model).state_dict().items()}
-    final: dict[str, Any] = {"model": state, "classes": classes, "iteration": iteration}
-    if mean_image is not None:
-        final["pixel_mean_image"] = torch.from_numpy(mean_image)
-    atomic_torch_save(final, out / "model_final.pth")
-    prefix = getattr(dist.unwrap(model), "classifier", "fc") + "."
-    features = {k: v for k, v in state.items() if not k.startswith(prefix)}
-    atomic_torch_save({"model": features}, out / "backbone.pth")
-    write_eval_results(out, eval_results, iteration)
-
-
-def write_eval_results(out: Path, results: dict[str, Any], iteration: int) -> None:
-    """``eval_results.json``: {"iteration": i, "<mode>": {"top1_error", "top5_error", ...}}."""
-    text = json.dumps({"iteration": iteration, **results}, indent=2) + "\n"
-    atomic_write_text(out / "eval_results.json", text)
-
-
-# ------------------------------------------------------------------------------- eval only
-def evaluate_weights(cfg: PretrainConfig, weights: str) -> dict[str, Any]:
-    """``--eval-only``: test errors of a weights file (ours, or torchvision's / MSRA's).
-
-    torchvision's ImageNet models expect RGB normalised with its std: set
-    ``input.pixel_std`` to [58.395, 57.12, 57.375] for them.
-
-    Returns:
-        mode -> errors, also written to ``output_dir/eval_results.json`` (rank 0).
-    """
-    with run_process(cfg) as device:
-        return _evaluate_weights(cfg, weights, device)
-
-
-def _evaluate_weights(cfg: PretrainConfig, weights: str, device: torch.device) -> dict[str, Any]:
-    source = read_source(weights)
-    model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
-    report = load_weights(model, source, cfg.model.backbone.weights_format)
-    if not report.classifier_loaded:
-        warnings.warn(
-            f"{weights}: no classifier weights; the errors are chance level", stacklevel=3
-        )
-    test = _read(cfg, "test")
-    train = _read(cfg, "train") if cfg.input.per_pixel_mean and cfg.data.train.root else None
-    mean = _mean(cfg, train, source.get("pixel_mean_image"))
-    net, amp = prepare_model(model, device, cfg.channels_last), amp_dtype(cfg.solver, device)
-    views, batch = _views(cfg, mean), per_process_batch(cfg.solver)
-    results = evaluate(net, test, views, device, batch, cfg.data.num_workers, amp)
-    if dist.is_main():
-        iteration = int(source.get("iteration", 0))
-        write_eval_results(Path(cfg.output_dir), results, iteration)
-    return results

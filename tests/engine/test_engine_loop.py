@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from detection.engine.checkpoint import Checkpointer
-from detection.engine.logging import MetricsLogger
-from detection.engine.loop import LoopOptions, NonFiniteLossError, TrainingInterrupted, train_loop
-from detection.engine.solver import WarmupMultiStepLR, build_optimizer
+from engine.checkpoint import Checkpointer
+from engine.loop import LoopOptions, NonFiniteLossError, TrainingInterrupted, train_loop
+from engine.metrics import MetricsLogger
+from engine.solver import WarmupMultiStepLR, build_optimizer
 
 
 def _batches(start: int = 0) -> Iterator[tuple[int, Tensor, Tensor]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from detection.engine.logging import MetricsLogger
+from engine.metrics import MetricsLogger
 
 
 def _lines(path: Path) -> list[dict]:

@@ -13,12 +13,12 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from backbones.errors import UserError
-from detection.engine import distributed as dist
-from detection.engine.checkpoint import Checkpointer
-from detection.engine.loop import LoopOptions, train_loop
-from detection.engine.seeding import seed_everything
-from detection.engine.solver import WarmupMultiStepLR
+from engine import distributed as dist
+from engine.checkpoint import Checkpointer
+from engine.errors import UserError
+from engine.loop import LoopOptions, train_loop
+from engine.seeding import seed_everything
+from engine.solver import WarmupMultiStepLR
 
 
 def test_single_process_fallbacks() -> None:

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from backbones.errors import UserError
-from detection.config import Config, PretrainConfig, load_config, save_config
+from backbones.pretrain.config import load_config as load_pretrain_config
+from detection.config import Config, load_config
+from engine.config import save_config
+from engine.errors import UserError
 
 
 def write(path: Path, text: str) -> Path:
@@ -111,9 +113,9 @@ def test_round_trip_through_saved_yaml(tmp_path):
     )
     save_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(tmp_path / "out" / "config.yaml") == cfg
-    pre = load_config(None, ["input.crop_size=32"], cls=PretrainConfig)
+    pre = load_pretrain_config(None, ["input.crop_size=32"])
     save_config(pre, tmp_path / "pre.yaml")
-    assert load_config(tmp_path / "pre.yaml", cls=PretrainConfig) == pre
+    assert load_pretrain_config(tmp_path / "pre.yaml") == pre
     assert not list((tmp_path / "out").glob("*.tmp"))
 
 

@@ -7,6 +7,8 @@ import json
 import os
 from typing import Any
 
+from engine.errors import UserError
+
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """``--config FILE`` and any number of ``--set dotted.key=value``."""
@@ -30,3 +32,19 @@ def is_main_process() -> bool:
 def print_json(results: dict[str, Any]) -> None:
     if is_main_process():
         print(json.dumps(results, indent=2))
+
+
+def parse_class_names(text: str | None) -> list[str]:
+    """``--classes a,b,c`` in label order; VOC's 20 classes when the flag is absent.
+
+    Raises:
+        UserError: an empty list or a name given twice.
+    """
+    from detection.data.voc import VOC_CLASSES
+
+    if text is None:
+        return list(VOC_CLASSES)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"--classes: expected distinct comma-separated names, got {text!r}")
+    return names

@@ -12,3 +12,7 @@ class UserError(Exception):
 class RunStopped(RuntimeError):
     """A run stopped itself on purpose (e.g. a non-finite loss); the CLI prints the one-line
     message and exits with code 1."""
+
+
+class DataWarning(UserWarning):
+    """A data problem that was worked around (a skipped image, a clipped box); one line."""

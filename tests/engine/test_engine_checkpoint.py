@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from detection.engine.checkpoint import Checkpointer, atomic_torch_save, list_checkpoints
-from detection.engine.solver import WarmupMultiStepLR, build_optimizer
+from engine.checkpoint import Checkpointer, atomic_torch_save, list_checkpoints
+from engine.solver import WarmupMultiStepLR, build_optimizer
 
 
 def _parts(seed: int) -> tuple[nn.Sequential, torch.optim.SGD, WarmupMultiStepLR]:

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
 
 def resolve_device(device: str) -> torch.device:

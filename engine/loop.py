@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -22,15 +21,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backbones.errors import RunStopped
-from detection.engine import distributed as dist
-from detection.engine.checkpoint import Checkpointer
-from detection.engine.logging import MetricsLogger
-from detection.engine.solver import WarmupMultiStepLR
+from engine import distributed as dist
+from engine.amp import autocast
+from engine.checkpoint import Checkpointer
+from engine.errors import RunStopped
+from engine.metrics import MetricsLogger
+from engine.solver import WarmupMultiStepLR
 
 StepFn = Callable[[nn.Module, Any], dict[str, Tensor]]
 EvalFn = Callable[[], dict[str, Any]]
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NonFiniteLossError(RunStopped):
@@ -52,13 +51,6 @@ class LoopOptions:
     amp_dtype: str | None = None  # "bf16" or "fp16" autocast on CUDA; None (and on CPU): off
     clip_grad_norm: float = 0.0  # clip the global gradient norm to this; 0 = off
     on_nonfinite: str = "stop"  # a NaN/inf loss raises NonFiniteLossError, or "skip"s the batch
-
-
-def make_grad_scaler(amp_dtype: str | None, device: torch.device) -> torch.amp.GradScaler | None:
-    """A GradScaler for fp16 autocast on CUDA (bf16 needs none); None otherwise."""
-    if amp_dtype == "fp16" and device.type == "cuda":
-        return torch.amp.GradScaler("cuda")
-    return None
 
 
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
@@ -94,7 +86,7 @@ def train_loop(
         step_fn: ``(model, batch) -> {name: 0-dim tensor}``, see the module docstring.
         options: periods, AMP, clipping and the non-finite policy.
         start_iter: finished iterations (from a checkpoint).
-        scaler: GradScaler for fp16 (see :func:`make_grad_scaler`).
+        scaler: GradScaler for fp16 (see :func:`engine.amp.make_grad_scaler`).
         checkpointer: saves every ``checkpoint_period``, at the end and on SIGTERM/SIGINT.
         checkpoint_extra: iteration -> extra checkpoint state (e.g. the sampler position).
         eval_fn: called on every rank every ``eval_period`` and at the end; its result
@@ -126,7 +118,7 @@ def train_loop(
             start = time.perf_counter()
             batch = next(data)
             data_time = time.perf_counter() - start
-            with _autocast(device_type, options.amp_dtype):
+            with autocast(device_type, options.amp_dtype):
                 outputs = step_fn(model, batch)
             scalars = _reduce(outputs, stop.signal is not None)
             if math.isfinite(scalars["total_loss"]):
@@ -177,12 +169,6 @@ def _log(
 
 def _due(iteration: int, period: int, max_iter: int) -> bool:
     return iteration == max_iter or (period > 0 and iteration % period == 0)
-
-
-def _autocast(device_type: str, amp_dtype: str | None) -> AbstractContextManager[Any]:
-    if amp_dtype is None or device_type != "cuda":
-        return nullcontext()
-    return torch.autocast(device_type, dtype=_AMP_DTYPES[amp_dtype])
 
 
 def _reduce(outputs: dict[str, Tensor], stop: bool) -> dict[str, float]:

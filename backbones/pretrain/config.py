@@ -1,0 +1,105 @@
+"""The classification task's config schema: ``PretrainConfig`` and its sections.
+
+Loading, ``--set`` overrides and every check are :mod:`engine.config`'s; ``model.backbone``
+is the backbones' shared section, ``solver`` and the run-level keys are engine's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from backbones.config import BackboneConfig
+from engine import config as engine_config
+from engine.config import RunConfig, SolverConfig, choices
+
+
+@dataclass
+class ClassDatasetConfig:
+    format: str = field(  # imagefolder: root/<split>/<class>/*.jpg; cifar10: the python batches
+        default="imagefolder", metadata=choices("imagefolder", "cifar10")
+    )
+    root: str = ""  # imagefolder: the folder holding the split folders; cifar10: its folder
+    splits: list[str] = field(  # imagefolder: sub-folders of root; cifar10: train or test
+        default_factory=lambda: ["train"]
+    )
+
+
+@dataclass
+class PretrainTestConfig:
+    eval_period: int = 0  # evaluate every this many iterations (0: only at the end)
+
+
+@dataclass
+class ClassifierConfig:
+    num_classes: int = 1000  # classifier outputs
+    backbone: BackboneConfig = field(
+        default_factory=lambda: BackboneConfig(name="resnet50", norm="bn", freeze_at=0)
+    )
+
+
+@dataclass
+class PretrainDataConfig:
+    train: ClassDatasetConfig = field(default_factory=ClassDatasetConfig)
+    test: ClassDatasetConfig = field(default_factory=lambda: ClassDatasetConfig(splits=["val"]))
+    num_workers: int = 4  # DataLoader worker processes per training process
+    skip_bad_images: bool = True  # a corrupt image is skipped with one warning (False: error)
+
+
+@dataclass
+class PretrainInputConfig:
+    scale_range: list[int] = field(  # training: shorter side random in [low, high] (the paper)
+        default_factory=lambda: [256, 480]
+    )
+    crop_size: int = 224  # training crop (32 for CIFAR)
+    pad: int = 0  # zero padding before the random crop (4 for CIFAR)
+    flip_prob: float = 0.5  # horizontal flip probability
+    lighting_std: float = 0.1  # AlexNet PCA colour augmentation strength; 0 = off
+    pixel_mean: list[float] = field(  # RGB mean, 0..255 scale (CIFAR: per-pixel mean from data)
+        default_factory=lambda: [123.675, 116.28, 103.53]
+    )
+    pixel_std: list[float] = field(  # RGB std, 0..255 scale (the paper: mean subtraction only)
+        default_factory=lambda: [1.0, 1.0, 1.0]
+    )
+    per_pixel_mean: bool = False  # subtract the per-pixel training-set mean image (CIFAR)
+    test_resize: int = 256  # centre/10-crop testing: shorter side before cropping
+    test_modes: list[str] = field(  # center, 10crop, multiscale (fully-convolutional)
+        default_factory=lambda: ["center"], metadata=choices("center", "10crop", "multiscale")
+    )
+    test_scales: list[int] = field(  # multiscale testing: shorter sides, scores averaged
+        default_factory=lambda: [224, 256, 384, 480, 640]
+    )
+
+
+@dataclass
+class PretrainConfig(RunConfig):
+    """A classification run (`resdet pretrain`)."""
+
+    output_dir: str = "output/pretrain"  # where config.yaml, checkpoints and backbone.pth go
+    channels_last: bool = True  # channels_last memory format on CUDA
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    input: PretrainInputConfig = field(default_factory=PretrainInputConfig)
+    solver: SolverConfig = field(
+        default_factory=lambda: SolverConfig(
+            base_lr=0.1,
+            max_iter=600000,
+            ims_per_batch=256,
+            steps=[150000, 300000, 450000],
+            warmup_iters=0,
+            checkpoint_period=10000,
+        )
+    )
+    test: PretrainTestConfig = field(default_factory=lambda: PretrainTestConfig())
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()
+) -> PretrainConfig:
+    """A classification config from YAML (or the defaults) and ``--set`` overrides, checked.
+
+    Raises:
+        UserError: unknown key, wrong type, bad choice, missing file or malformed YAML.
+    """
+    return engine_config.load_config(PretrainConfig, path, overrides)

@@ -1,0 +1,176 @@
+"""The detection task: a Config in, a trained Faster R-CNN and its mAP out.
+
+:class:`DetectionTask` is what ``engine.run`` needs from detection (model, batches, step,
+evaluation, final weights); the loop, checkpoints, logging, seeding and distributed set-up
+are the engine's. Outputs in ``output_dir`` (rank 0 only): ``config.yaml``,
+``metrics.jsonl``, ``checkpoint_<iter>.pth`` + ``last_checkpoint``, ``model_final.pth``,
+``eval_results.json``, ``coco_results.json`` and ``voc_results/comp4_det_<split>_<class>.txt``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from backbones.weights import read_source
+from detection.config import Config, InputConfig
+from detection.data.build import (
+    build_detection_test_loader,
+    build_detection_train_loader,
+    load_dataset_records,
+    resolve_class_names,
+)
+from detection.data.coco import read_coco_meta, resolve_ann_file
+from detection.data.transforms import postprocess_detections
+from detection.evaluation import COCOEvaluator, DatasetEvaluator, VOCEvaluator, records_to_coco
+from detection.modeling.build import build_model, load_detector_weights
+from detection.modeling.faster_rcnn import FasterRCNN
+from detection.structures import DetectionBatch, ImageRecord
+from engine import distributed as dist
+from engine.amp import autocast
+from engine.io import atomic_torch_save
+from engine.run import amp_dtype, evaluate_checkpoint, run_training
+from engine.spec import InputSpec
+
+
+def input_spec(inp: InputConfig) -> InputSpec:
+    """The input a detector of this config expects (what its checkpoints record)."""
+    size = (
+        f"shorter side {inp.min_size_train} (longer <= {inp.max_size_train}) when training, "
+        f"{inp.min_size_test} (<= {inp.max_size_test}) when testing"
+    )
+    return InputSpec.make(inp.format, inp.pixel_mean, inp.pixel_std, size)
+
+
+class DetectionTask:
+    """Faster R-CNN training and evaluation for ``engine.run`` (see its Task protocol)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def preflight(self) -> None:
+        """Read the test split's annotations and build its evaluators (no image decoded)."""
+        class_names = resolve_class_names(self.cfg)
+        records = load_dataset_records(self.cfg.data.test, class_names, "data.test")
+        build_evaluators(self.cfg, records, class_names, None)
+
+    def build_model(self, device: torch.device) -> nn.Module:
+        return build_model(self.cfg).to(device)
+
+    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
+        source = read_source(weights)
+        model = build_model(self.cfg, load_backbone_weights=False)
+        load_detector_weights(model, source)
+        return model.to(device), int(source.get("iteration", 0))
+
+    def train_batches(self, batch_size: int, start_iter: int) -> Any:
+        return build_detection_train_loader(self.cfg, batch_size, start_iter)
+
+    def step(self, model: nn.Module, batch: DetectionBatch) -> dict[str, Tensor]:
+        """``{loss_rpn_cls, loss_rpn_loc, loss_cls, loss_box_reg}`` of one batch."""
+        device = next(model.parameters()).device
+        targets = [t.to(device) for t in batch.targets]
+        return dict(model(batch.images.to(device), targets).losses)
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        assert isinstance(model, FasterRCNN)
+        return evaluate_detector(model, self.cfg, device, Path(self.cfg.output_dir))
+
+    def headline(self, results: dict[str, Any]) -> dict[str, float]:
+        return headline(results)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "input": input_spec(self.cfg.input).to_dict(),
+            "class_names": resolve_class_names(self.cfg),
+        }
+
+    def save_final(self, out: Path, model: nn.Module, iteration: int) -> None:
+        """``model_final.pth``: the detector's weights (what `resdet eval --weights` takes)."""
+        state = {k: v.detach().cpu() for k, v in dist.unwrap(model).state_dict().items()}
+        final = {"model": state, "iteration": iteration, "meta": self.meta()}
+        atomic_torch_save(final, out / "model_final.pth")
+
+
+def train_detector(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Train the detector of ``cfg``; see ``engine.run.run_training``."""
+    return run_training(DetectionTask(cfg), resume)
+
+
+def evaluate_weights(cfg: Config, weights: str) -> dict[str, Any]:
+    """`resdet eval`: score a detector checkpoint on ``data.test``; rank 0 writes the files."""
+    return evaluate_checkpoint(DetectionTask(cfg), weights)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def build_evaluators(
+    cfg: Config, records: list[ImageRecord], class_names: list[str], out: Path | None
+) -> dict[str, DatasetEvaluator]:
+    """One evaluator per ``test.metrics`` entry; result files go to ``out`` when given."""
+    evaluators: dict[str, DatasetEvaluator] = {}
+    split = Path(cfg.data.test.splits[0]).name if cfg.data.test.splits else "test"
+    for metric in cfg.test.metrics:
+        if metric in ("voc07", "voc"):
+            voc_dir = out / "voc_results" if out is not None else None
+            evaluators[metric] = VOCEvaluator(class_names, metric, voc_dir, split)
+        else:  # "coco": the config's choices allow nothing else
+            evaluators[metric] = _coco_evaluator(cfg, records, class_names, out)
+    return evaluators
+
+
+def _coco_evaluator(
+    cfg: Config, records: list[ImageRecord], class_names: list[str], out: Path | None
+) -> COCOEvaluator:
+    out_json = out / "coco_results.json" if out is not None else None
+    test = cfg.data.test
+    if test.format == "coco":
+        ann_file = resolve_ann_file(test.root, test.ann_file)
+        meta = read_coco_meta(ann_file, class_names)
+        return COCOEvaluator(ann_file, meta.label_to_category_id, cfg.test.coco_backend, out_json)
+    ground_truth = records_to_coco(records, class_names)  # e.g. VOC: scored the COCO way
+    labels = [c["id"] for c in ground_truth["categories"]]
+    return COCOEvaluator(ground_truth, labels, cfg.test.coco_backend, out_json)
+
+
+@torch.no_grad()
+def evaluate_detector(
+    model: FasterRCNN, cfg: Config, device: torch.device, out: Path | None
+) -> dict[str, Any]:
+    """Run the test split through ``model`` and score it with every configured metric.
+
+    Every rank runs its shard; the evaluators gather to rank 0, which alone returns metrics
+    (and writes the result files when ``out`` is given). Returns {metric: results}.
+    """
+    loader, records, class_names = build_detection_test_loader(cfg)
+    evaluators = build_evaluators(cfg, records, class_names, out if dist.is_main() else None)
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    with autocast(device.type, amp_dtype(cfg.solver, device)):
+        for batch in loader:
+            detections = model(batch.images.to(device), detect=True).detections or []
+            detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)
+            for evaluator in evaluators.values():
+                evaluator.process(batch.records, detections)
+    model.train(was_training)
+    seconds = time.perf_counter() - start
+    results = {name: evaluator.evaluate() for name, evaluator in evaluators.items()}
+    if not dist.is_main():
+        return {}
+    return {**results, "num_images": len(records), "inference_seconds": round(seconds, 3)}
+
+
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """mAP@.5 (VOC07, else VOC, else COCO AP50) and mAP@[.5,.95] (COCO AP) when present."""
+    out: dict[str, float] = {}
+    voc = results.get("voc07") or results.get("voc")
+    if voc:
+        out["mAP@.5"] = voc["mAP"]
+    if results.get("coco"):
+        out.setdefault("mAP@.5", results["coco"]["AP50"])
+        out["mAP@[.5,.95]"] = results["coco"]["AP"]
+    return out

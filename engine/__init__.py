@@ -1,0 +1,9 @@
+"""The task-independent foundation under both tasks (imports neither backbones nor detection).
+
+errors (UserError, RunStopped, DataWarning), io (atomic writes, checked reads), config (the
+config machinery and the shared sections), distributed (torchrun set-up and collectives),
+seeding, amp, images (decoding and the bad-image policy), samplers (resumable training and
+inference samplers), spec (the input a network expects), solver (SGD groups, warm-up x
+multi-step lr), checkpoint (atomic checkpoints, resume), metrics (metrics.jsonl, TensorBoard,
+progress), loop (the plain training loop) and run (one orchestrator for any task).
+"""

@@ -1,0 +1,256 @@
+"""Configs: YAML files and ``--set`` overrides filling a tree of typed dataclasses.
+
+The machinery every task's schema uses, plus the sections both tasks share (``SolverConfig``
+and the run-level keys of ``RunConfig``). A schema is a dataclass tree with one comment per
+field (docs/CONFIG.md is generated from those comments by ``tools.config_docs``); a field
+with a fixed set of values says so with ``field(metadata=choices(...))``, which also checks
+every item of a list. An experiment file lists only what it changes and may name one
+``base:`` file (relative to itself); a base file may not have a base of its own. Everything
+is checked at load: an unknown key, a value of the wrong type or outside its choices, a
+missing file or malformed YAML raises :class:`UserError` with one line naming the file and
+key (and, for a typo, the nearest valid key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from engine.errors import UserError
+from engine.io import atomic_write_text, read_text
+
+
+def choices(*values: str) -> dict[str, tuple[str, ...]]:
+    """Field metadata: the allowed values of a str field (or of each item of a list)."""
+    return {"choices": values}
+
+
+# ----------------------------------------------------------------------------- shared sections
+@dataclass
+class SolverConfig:
+    base_lr: float = 0.02  # learning rate for the global batch `ims_per_batch`
+    max_iter: int = 90000  # training iterations
+    ims_per_batch: int = 16  # global batch size (all processes together), as in Detectron2
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 0.0001  # L2 weight decay
+    weight_decay_norm: float = 0.0  # weight decay on normalisation parameters
+    weight_decay_bias: float = 0.0001  # weight decay on biases
+    steps: list[int] = field(default_factory=lambda: [60000, 80000])  # iterations where lr *= gamma
+    gamma: float = 0.1  # lr decay factor at each step
+    warmup_iters: int = 1000  # iterations of warm-up
+    warmup_factor: float = 0.001  # lr multiplier at the start of warm-up
+    warmup_method: str = field(  # linear ramp, constant factor, or constant until error is low
+        default="linear", metadata=choices("linear", "constant", "until_error")
+    )
+    warmup_error: float = 0.8  # until_error: leave warm-up once the training error is below this
+    clip_grad_norm: float = 0.0  # clip the global gradient norm to this value; 0 = off
+    checkpoint_period: int = 5000  # iterations between checkpoints (and one at the end)
+    amp: bool = False  # automatic mixed precision on CUDA (ignored on CPU)
+    amp_dtype: str = field(default="bf16", metadata=choices("bf16", "fp16"))  # AMP dtype
+    on_nonfinite: str = field(  # a NaN/inf loss stops the run, or skips the batch
+        default="stop", metadata=choices("stop", "skip")
+    )
+
+
+@dataclass
+class RunConfig:
+    """The run-level keys every task's root config has (tasks subclass it)."""
+
+    output_dir: str = "output"  # where config.yaml, checkpoints, metrics and results go
+    seed: int = 0  # seed for Python, NumPy and torch (each process adds its rank)
+    device: str = field(  # auto: CUDA if present
+        default="auto", metadata=choices("auto", "cpu", "cuda")
+    )
+    deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
+    log_period: int = 20  # iterations between metrics.jsonl lines
+    tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
+
+
+# ------------------------------------------------------------------------------- the loader
+C = TypeVar("C")
+
+
+def load_config(
+    cls: type[C], path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()
+) -> C:
+    """Load a YAML config (with at most one level of ``base:``) and apply ``--set`` overrides.
+
+    Args:
+        cls: the root dataclass of a task's schema (e.g. detection's Config).
+        path: YAML file, or None for the defaults.
+        overrides: ``dotted.key=value`` strings; values are parsed as YAML and coerced.
+
+    Raises:
+        UserError: unknown key, wrong type, bad choice, missing file or malformed YAML.
+    """
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        tree = _read_yaml(Path(path))
+        base = tree.pop("base", None)
+        if base is not None:
+            if not isinstance(base, str):
+                raise UserError(f"{path}: key 'base' must be a file path, got {base!r}")
+            base_path = Path(path).parent / base
+            base_tree = _read_yaml(base_path)
+            if "base" in base_tree:
+                raise UserError(f"{base_path}: a base config may not have a 'base' of its own")
+            tree = _merge(base_tree, tree)
+    cfg = cls()
+    _fill(cfg, tree, source, prefix="")
+    for item in overrides:
+        _apply_override(cfg, item)
+    return cfg
+
+
+def save_config(cfg: Any, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as YAML, atomically (temp file, fsync, rename)."""
+    text = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, default_flow_style=None)
+    atomic_write_text(Path(path), text)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.load(read_text(path, "config file"), Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child values replace base values; nested mappings merge key by key."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
+
+
+def _fill(node: Any, tree: Any, source: str, prefix: str) -> None:
+    """Set the fields of the dataclass instance ``node`` from the mapping ``tree``, checked."""
+    if not isinstance(tree, dict):
+        raise UserError(f"{source}: key '{prefix.rstrip('.')}' must be a mapping, got {tree!r}")
+    types_ = _field_types(type(node))
+    valid = [prefix + k for k in types_]
+    for key in tree:
+        if key not in types_:
+            hint = _nearest(prefix + str(key), valid)
+            raise UserError(f"{source}: unknown key '{prefix}{key}'{hint}")
+    for f in dataclasses.fields(node):
+        if f.name not in tree:
+            continue
+        kind, key = types_[f.name], prefix + f.name
+        if dataclasses.is_dataclass(kind):
+            # a section starts from its parent's default (e.g. data.test.splits = ["test"])
+            _fill(getattr(node, f.name), tree[f.name], source, key + ".")
+        else:
+            setattr(node, f.name, _coerce(tree[f.name], kind, f"{source}: key '{key}'", f.metadata))
+
+
+def _coerce(value: Any, kind: Any, where: str, metadata: Any = None) -> Any:
+    """Check ``value`` against the annotation ``kind`` (str, int, float, bool, list[...])."""
+    origin = typing.get_origin(kind)
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise UserError(f"{where} expects a list, got {value!r}")
+        (item_kind,) = typing.get_args(kind)
+        return [_coerce(v, item_kind, where, metadata) for v in value]  # choices apply per item
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported config annotation {kind}")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise UserError(f"{where} expects {kind.__name__}, got {value!r}")
+    choices = (metadata or {}).get("choices")
+    if choices and value not in choices:
+        raise UserError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _apply_override(cfg: Any, item: str) -> None:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected dotted.key=value")
+    dotted, raw = item.split("=", 1)
+    parts = dotted.strip().split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        types_ = _field_types(type(node))
+        if part not in types_:
+            prefix = ".".join(parts[:i])
+            valid = [f"{prefix}.{k}" if prefix else k for k in types_]
+            raise UserError(f"--set: unknown key '{dotted}'{_nearest(dotted, valid)}")
+        if i == len(parts) - 1:
+            kind = types_[part]
+            if dataclasses.is_dataclass(kind):
+                raise UserError(f"--set: '{dotted}' is a section; set one of its keys")
+            meta = {f.name: f.metadata for f in dataclasses.fields(node)}[part]
+            value = _coerce(_parse_value(raw, kind), kind, f"--set: key '{dotted}'", meta)
+            setattr(node, part, value)
+        else:
+            node = getattr(node, part)
+            if not dataclasses.is_dataclass(node):
+                raise UserError(f"--set: '{'.'.join(parts[: i + 1])}' is not a section")
+
+
+def _parse_value(raw: str, kind: Any) -> Any:
+    """Parse a command-line value as YAML; 'a,b' is a list and plain text stays a string."""
+    if kind is str:
+        return raw
+    if typing.get_origin(kind) is list and not raw.strip().startswith("["):
+        raw = f"[{raw}]" if raw.strip() else "[]"
+    try:
+        return yaml.load(raw, Loader=_Loader)
+    except yaml.YAMLError:
+        return raw

@@ -1,0 +1,229 @@
+"""One orchestrator for both tasks: a :class:`Task` in, a trained (or scored) model out.
+
+``run_training(task, resume)`` runs the twelve steps every training run takes (process
+set-up, preflight, model, DDP, solver, AMP, checkpointer and resume, config.yaml, data,
+logger, the loop, final files); ``evaluate_checkpoint(task, weights)`` scores a weights
+file. A task says what is its own: its model, batches, step, evaluation and final files.
+
+Every run writes ``eval_results.json`` in one layout::
+
+    {"iteration": int, "weights": str, "headline": {name: float},
+     "metrics": {evaluator or test mode: {...}}, ...scalars such as "num_images"}
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from engine import distributed as dist
+from engine.amp import make_grad_scaler
+from engine.checkpoint import Checkpointer
+from engine.config import SolverConfig, save_config
+from engine.errors import UserError
+from engine.io import atomic_write_json
+from engine.loop import LoopOptions, train_loop
+from engine.metrics import MetricsLogger
+from engine.seeding import deterministic_mode, seed_everything
+from engine.solver import WarmupMultiStepLR, build_optimizer
+
+EVAL_RESULTS = "eval_results.json"
+
+
+class Task(Protocol):
+    """What a task plugs into :func:`run_training` and :func:`evaluate_checkpoint`.
+
+    ``cfg`` is the task's root config (an ``engine.config.RunConfig`` with ``solver`` and
+    ``test.eval_period``). Every method runs on every rank.
+    """
+
+    cfg: Any
+
+    def preflight(self) -> None:
+        """Check what the run reads last (the test split's index, the evaluators) before
+        anything is trained, so a typo there fails in seconds; raises UserError."""
+
+    def build_model(self, device: torch.device) -> nn.Module:
+        """The model to train, with its configured initial weights, on ``device``."""
+
+    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
+        """The model filled from a weights file, on ``device``, and the file's iteration."""
+
+    def train_batches(self, batch_size: int, start_iter: int) -> Iterable[Any]:
+        """The endless training stream of this rank, starting with batch ``start_iter``."""
+
+    def step(self, model: nn.Module, batch: Any) -> dict[str, Tensor]:
+        """Losses (``loss*``), counts (``num_*``) and scalars of one batch (engine.loop)."""
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        """Score ``model`` on the test split: {metric or mode: {...}, scalar: value}."""
+
+    def headline(self, results: dict[str, Any]) -> dict[str, float]:
+        """The few numbers that summarise ``results`` (e.g. mAP@.5, top-1 error)."""
+
+    def meta(self) -> dict[str, Any]:
+        """Stored in every checkpoint: the input spec, class names (plain values)."""
+
+    def save_final(self, out: Path, model: nn.Module, iteration: int) -> None:
+        """Write the trained weights (``model_final.pth``, ...) on rank 0."""
+
+
+@contextmanager
+def run_process(cfg: Any) -> Iterator[torch.device]:
+    """Set up this process for a run and undo it afterwards.
+
+    Inside the block: the device, the process group (under torchrun), deterministic mode as
+    configured and the seeds (seed + rank). On exit the process group is destroyed and the
+    deterministic flags are restored, so in-process callers (tests, notebooks) keep theirs.
+    """
+    with deterministic_mode(cfg.deterministic):
+        device = dist.resolve_device(cfg.device)
+        dist.init_distributed(device)
+        try:
+            seed_everything(cfg.seed, dist.get_rank())
+            yield device
+        finally:
+            dist.cleanup()
+
+
+def run_training(task: Task, resume: bool = False) -> dict[str, Any]:
+    """Train ``task`` (a whole run, or its rest after ``--resume``); rank 0 writes the files.
+
+    Launched by ``torchrun``, every process runs this.
+
+    Returns:
+        The loop's final metrics, with "eval" = the test results of the final model.
+
+    Raises:
+        UserError: bad data or settings. NonFiniteLossError / TrainingInterrupted from the
+            loop (see engine.loop).
+    """
+    cfg = task.cfg
+    with run_process(cfg) as device:
+        task.preflight()
+        out, batch = Path(cfg.output_dir), per_process_batch(cfg.solver)
+        model = task.build_model(device)
+        ddp = dist.wrap_ddp(model, device)
+        optimizer, schedule = build_solver(cfg.solver, model)
+        amp = amp_dtype(cfg.solver, device)
+        scaler = make_grad_scaler(amp, device)
+        checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
+        start = _resume(checkpointer) if resume else 0
+        if dist.is_main():
+            save_config(cfg, out / "config.yaml")
+        batches = task.train_batches(batch, start)
+        logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
+                               tensorboard=cfg.tensorboard)  # fmt: skip
+        try:
+            final = train_loop(
+                ddp, optimizer, schedule, batches, task.step, loop_options(cfg, amp),
+                start_iter=start, scaler=scaler, checkpointer=checkpointer, logger=logger,
+                eval_fn=lambda: task.evaluate(model, device),
+            )  # fmt: skip
+        finally:
+            logger.close()
+        if dist.is_main():
+            task.save_final(out, model, cfg.solver.max_iter)
+            results = final.get("eval", {})
+            write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
+                               "model_final.pth")  # fmt: skip
+        return final
+
+
+def evaluate_checkpoint(task: Task, weights: str) -> dict[str, Any]:
+    """Score a weights file on the task's test split; rank 0 writes ``eval_results.json``.
+
+    Returns:
+        The task's results (rank 0's; other ranks get theirs, possibly empty).
+    """
+    with run_process(task.cfg) as device:
+        task.preflight()
+        model, iteration = task.load_for_eval(weights, device)
+        results = task.evaluate(model, device)
+        if dist.is_main():
+            out = Path(task.cfg.output_dir)
+            write_eval_results(out, results, task.headline(results), iteration, weights)
+        return results
+
+
+def write_eval_results(
+    out: Path, results: dict[str, Any], headline: dict[str, float], iteration: int, weights: str
+) -> Path:
+    """``eval_results.json`` in the one layout (see the module docstring), atomically."""
+    payload = {
+        "iteration": iteration,
+        "weights": weights,
+        "headline": headline,
+        "metrics": {k: v for k, v in results.items() if isinstance(v, dict)},
+        **{k: v for k, v in results.items() if not isinstance(v, dict)},
+    }
+    return atomic_write_json(out / EVAL_RESULTS, payload)
+
+
+def _resume(checkpointer: Checkpointer) -> int:
+    state = checkpointer.resume()
+    if not state:
+        warnings.warn(
+            f"--resume: no checkpoint in {checkpointer.output_dir}; starting at 0", stacklevel=3
+        )
+    return int(state.get("iteration", 0))
+
+
+def per_process_batch(solver: SolverConfig) -> int:
+    """``solver.ims_per_batch`` is global (as in Detectron2): split it over the processes."""
+    world = dist.get_world_size()
+    if solver.ims_per_batch % world:
+        raise UserError(
+            f"solver.ims_per_batch ({solver.ims_per_batch}) is the global batch and must "
+            f"be divisible by the number of processes ({world})"
+        )
+    return solver.ims_per_batch // world
+
+
+def build_solver(
+    solver: SolverConfig, model: nn.Module
+) -> tuple[torch.optim.SGD, WarmupMultiStepLR]:
+    """SGD with the weight-decay groups, and the warm-up + multi-step schedule."""
+    optimizer = build_optimizer(
+        model,
+        solver.base_lr,
+        solver.momentum,
+        solver.weight_decay,
+        solver.weight_decay_norm,
+        solver.weight_decay_bias,
+    )
+    schedule = WarmupMultiStepLR(
+        optimizer,
+        solver.steps,
+        solver.gamma,
+        solver.warmup_iters,
+        solver.warmup_factor,
+        solver.warmup_method,
+        solver.warmup_error,
+    )
+    return optimizer, schedule
+
+
+def amp_dtype(solver: SolverConfig, device: torch.device) -> str | None:
+    """The autocast dtype name when AMP is on and the device is CUDA, else None."""
+    return solver.amp_dtype if solver.amp and device.type == "cuda" else None
+
+
+def loop_options(cfg: Any, amp: str | None) -> LoopOptions:
+    """The loop's periods and policies from a config's ``solver``, ``test`` and run keys."""
+    s = cfg.solver
+    return LoopOptions(
+        max_iter=s.max_iter,
+        checkpoint_period=s.checkpoint_period,
+        eval_period=cfg.test.eval_period,
+        log_period=cfg.log_period,
+        amp_dtype=amp,
+        clip_grad_norm=s.clip_grad_norm,
+        on_nonfinite=s.on_nonfinite,
+    )
