@@ -19,6 +19,7 @@ setup(
         "pyyaml>=6.0",
         "numpy>=1.24",
         "tqdm>=4.60",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6", "types-PyYAML"],

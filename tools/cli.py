@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "benchmark": ("tools.benchmark", "measure speed of the data loader, model and evaluators"),
     "demo": ("tools.demo", "the embedded end-to-end default: data, pretrain, train, eval"),
     "compare": ("tools.compare", "the paper's Table 7/8 with our numbers beside its own"),
+    "plot": ("tools.plot", "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"),
 }
 
 
