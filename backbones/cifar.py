@@ -4,6 +4,7 @@ A 3x3 conv (16 channels), then three stages of n basic blocks with 16, 32, 64 fi
 32x32, 16x16, 8x8 maps, global average pool and a 10-way `fc`. Shortcuts are option A
 (identity + zero padding), so a ResNet has exactly the parameters of its plain twin.
 ResNet-20/32/44/56/110/1202 are n = 3/5/7/9/18/200.
+pytorch_resnet_cifar10's trained weights load into them: `load_weights` (format "cifar").
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ from engine.config import choices
 @dataclass
 class BackboneConfig:
     name: str = "resnet50"  # a key of backbones.BACKBONES (resnet18..152, plain*, vgg16, ...)
-    weights: str = ""  # pretrained file (resdet pretrain, torchvision or MSRA); "" = He init
+    weights: str = (
+        ""  # pretrained file (resdet, torchvision, MSRA, pytorch_resnet_cifar10); "" = He init
+    )
     weights_format: str = field(  # how to read `weights`; auto detects from the keys
-        default="auto", metadata=choices("auto", "resdet", "torchvision", "msra")
+        default="auto", metadata=choices("auto", "resdet", "torchvision", "msra", "cifar")
     )
     norm: str = field(  # normalisation layers; frozen_bn = fixed affine (the paper's detection)
         default="frozen_bn", metadata=choices("bn", "frozen_bn", "syncbn")

@@ -1,4 +1,4 @@
-"""Load backbone weights: our own checkpoints, torchvision state dicts, MSRA/Detectron blobs.
+"""Load backbone weights: ours, torchvision's, MSRA/Detectron blobs, pytorch_resnet_cifar10's.
 
 Formats (detected from the keys unless named):
   resdet:      our state dict (`stem.conv1.weight`, `res2.0.conv1.weight`, `fc.weight`,
@@ -10,11 +10,18 @@ Formats (detected from the keys unless named):
                `res2_0_branch2a_bn_s`, `res2_0_branch1_w`, `fc1000_w/_b`; VGG `conv1_1_w/_b`,
                `fc6_w`, ... A `_bn_s/_b` pair is the folded affine of a BN: it loads as
                weight/bias with running mean 0 and running var 1 - eps, which is exact.
+  cifar:       pytorch_resnet_cifar10 (github akamaster) CIFAR ResNets, e.g. its
+               resnet20-12fca82f.th (`{"best_prec1", "state_dict"}`, keys under `module.`):
+               `conv1/bn1`, `layer1..3.{i}.{conv,bn}{1,2}`, `linear`, no `layer4`/`fc`.
+               Loads into the CIFAR net of the same depth (`resnet20`.., `cifar_resnet(n)`)
+               with option-A shortcuts, whose zero padding is placed as in that code.
 
 The weights are not a recipe: MSRA models expect BGR 0..255 inputs minus the pixel mean and
-use `stride_in_1x1=True`; torchvision models expect RGB 0..1 normalised and stride on the 3x3.
-Build the model and the input pipeline to match. To load into a model that holds a backbone
-(a detector), pass that submodule: `load_weights(detector.backbone, path)`.
+use `stride_in_1x1=True`; torchvision models expect RGB 0..1 normalised and stride on the 3x3;
+pytorch_resnet_cifar10's were trained on RGB 0..1 inputs normalised with ImageNet's mean/std
+too (not the paper's per-pixel mean). Build the model and the input pipeline to match. To load
+into a model that holds a backbone (a detector), pass that submodule:
+`load_weights(detector.backbone, path)`.
 """
 
 from __future__ import annotations
@@ -31,12 +38,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from backbones.cifar import CIFAR_DEPTHS, CifarResNet
 from backbones.layers import BATCH_NORMS
-from backbones.resnet import ResNet
+from backbones.resnet import PadShortcut, ResNet
 from backbones.vgg import VGG
 from engine.errors import UserError
 
-FORMATS = ("resdet", "torchvision", "msra")
+FORMATS = ("resdet", "torchvision", "msra", "cifar")
 SHOWN_KEYS = 5  # keys listed per problem in an error message before "... and N more"
 
 RenameFn = Callable[[re.Match[str]], str]  # a key's matched prefix -> its new prefix
@@ -97,7 +105,7 @@ def load_weights(
     Args:
         model: the backbone; for a detector, pass its backbone submodule.
         source: a .pth/.pt file, a .pkl blob file, or a state dict (tensors or numpy arrays).
-        format: "auto" (detect from the keys), "resdet", "torchvision" or "msra".
+        format: "auto" (detect from the keys), "resdet", "torchvision", "msra" or "cifar".
         skip_classifier: leave the classifier (`fc` / VGG `fc8`) as initialised, e.g. to
             fine-tune with another number of classes.
         strict: raise UserError on any missing, unexpected or mis-shaped key; when False,
@@ -116,7 +124,11 @@ def load_weights(
         format = detect_format(state)
     if format not in CONVERTERS:
         raise UserError(f"{where}: format {format!r} is not known; expected auto or {FORMATS}")
-    report = _load_state(model, CONVERTERS[format](state, model), format, skip_classifier)
+    try:
+        converted = CONVERTERS[format](state, model)
+    except UserError as exc:  # the converter knows what is wrong; say which source it was
+        raise UserError(f"{where}: {exc}") from exc
+    report = _load_state(model, converted, format, skip_classifier)
     if strict and not report.ok:
         hint = ""
         if report.shape_mismatch and not skip_classifier:
@@ -177,13 +189,21 @@ def _unwrap(state: dict[str, Any]) -> dict[str, Tensor]:
 
 
 def detect_format(state: Mapping[str, Any]) -> str:
-    """ "torchvision", "msra" or "resdet", from the key names."""
+    """ "cifar", "torchvision", "msra" or "resdet", from the key names."""
     keys = list(state)
+    # before torchvision: pytorch_resnet_cifar10 also has conv1/bn1/layerN, but 3 stages + linear
+    stages = {match[1] for k in keys if (match := re.match(r"layer(\d+)\.", k))}
+    if stages == {"1", "2", "3"} and _has_prefix(keys, "linear.") and not _has_prefix(keys, "fc."):
+        return "cifar"
     if any(re.match(r"(layer\d\.|classifier\.|conv1\.weight$|bn1\.)", k) for k in keys):
         return "torchvision"
     if keys and all("." not in k for k in keys):
         return "msra"
     return "resdet"
+
+
+def _has_prefix(keys: list[str], prefix: str) -> bool:
+    return any(k.startswith(prefix) for k in keys)
 
 
 def _rename(state: Mapping[str, Tensor], rules: list[tuple[str, RenameFn]]) -> dict[str, Tensor]:
@@ -220,9 +240,72 @@ def from_torchvision(state: Mapping[str, Tensor], model: nn.Module) -> dict[str,
         return _rename(state, _TORCHVISION_RESNET)
     if isinstance(model, VGG):
         return _rename(state, _TORCHVISION_VGG)
+    # a CIFAR checkpoint without `linear` has nothing but torchvision's names to detect
+    cifar = isinstance(model, CifarResNet)
+    hint = "; pytorch_resnet_cifar10's load with format 'cifar'" if cifar else ""
     raise UserError(
-        f"torchvision weights exist for ImageNet ResNets and VGG only, not {type(model).__name__}"
+        "torchvision weights exist for ImageNet ResNets and VGG only, "
+        f"not {type(model).__name__}{hint}"
     )
+
+
+# pytorch_resnet_cifar10: block internals (conv1, bn1, conv2, bn2) already have our names
+_CIFAR_RESNET: list[tuple[str, RenameFn]] = [
+    (r"conv1\.", lambda m: "stem.conv1."),
+    (r"bn1\.", lambda m: "stem.bn1."),
+    (r"layer(\d)\.(\d+)\.", lambda m: f"res{int(m[1]) + 1}.{m[2]}."),
+    (r"linear\.", lambda m: "fc."),
+]
+
+
+def from_cifar(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """pytorch_resnet_cifar10 names -> ours, once the model is known to be the same network.
+
+    Raises:
+        UserError: the model is not a CIFAR net, has another number of blocks per stage, or
+            has no option-A shortcuts (those have no weights, so only this check sees them).
+    """
+    if not isinstance(model, CifarResNet):
+        raise UserError(
+            "pytorch_resnet_cifar10 (cifar format) weights fit the CIFAR ResNets "
+            f"(resnet20..resnet1202, cifar_resnet(n)), not {type(model).__name__}"
+        )
+    theirs, ours = _blocks_per_stage(state), [len(model.res2), len(model.res3), len(model.res4)]
+    if theirs != ours:
+        build = f"; build {_cifar_builder(theirs[0])}" if len(set(theirs)) == 1 else ""
+        raise UserError(
+            f"pytorch_resnet_cifar10 (cifar format) weights of a {_cifar_depth(theirs)} do not "
+            f"fit the model, a {_cifar_depth(ours)}{build}"
+        )
+    if not any(isinstance(m, PadShortcut) for m in model.modules()):
+        raise UserError(
+            "pytorch_resnet_cifar10 (cifar format) weights need option-A shortcuts; the model "
+            "has none (a plain net, or shortcut B/C): build the resnetN with shortcut='A'"
+        )
+    return _rename(state, _CIFAR_RESNET)
+
+
+def _blocks_per_stage(state: Mapping[str, Tensor]) -> list[int]:
+    """Blocks in layer1..3 of a pytorch_resnet_cifar10 state dict (n each for depth 6n + 2)."""
+    blocks: dict[int, set[int]] = {1: set(), 2: set(), 3: set()}
+    for key in state:
+        match = re.match(r"layer([123])\.(\d+)\.", key)
+        if match:
+            blocks[int(match[1])].add(int(match[2]))
+    return [len(blocks[stage]) for stage in (1, 2, 3)]
+
+
+def _cifar_builder(n: int) -> str:
+    """The backbone name for n blocks per stage (resnet20..), else the cifar_resnet call."""
+    depth = 6 * n + 2
+    return f"resnet{depth}" if depth in CIFAR_DEPTHS else f"cifar_resnet({n})"
+
+
+def _cifar_depth(blocks: list[int]) -> str:
+    """ "ResNet-20 (n=3)" for [3, 3, 3]; the counts themselves when the stages differ."""
+    if len(set(blocks)) == 1:
+        return f"ResNet-{6 * blocks[0] + 2} (n={blocks[0]})"
+    return f"net of {blocks} blocks per stage"
 
 
 _CAFFE_SUFFIX = {"w": "weight", "b": "bias"}
@@ -321,4 +404,5 @@ CONVERTERS: dict[str, Callable[[Mapping[str, Tensor], nn.Module], dict[str, Tens
     "resdet": lambda state, model: dict(state),
     "torchvision": from_torchvision,
     "msra": from_msra,
+    "cifar": from_cifar,
 }

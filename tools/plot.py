@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from backbones.errors import UserError
+from engine.errors import UserError
 
 HELP = "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"
 

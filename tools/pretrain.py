@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-only", action="store_true", help="only evaluate --weights on the test split"
     )
     parser.add_argument(
-        "--weights", help="with --eval-only: our checkpoint, or a torchvision/MSRA file"
+        "--weights",
+        help="with --eval-only: our checkpoint, or a torchvision / MSRA / pytorch_resnet_cifar10 file",
     )
 
 

@@ -1,4 +1,7 @@
-"""load_weights: torchvision and MSRA weights give torchvision's logits; error messages.
+"""load_weights: third-party weights give their own nets' logits; error messages.
+
+torchvision and MSRA weights are checked against torchvision's nets, pytorch_resnet_cifar10
+(akamaster) checkpoints against a re-implementation of that code's ResNet (`AkamasterResNet`).
 
 Layout note: MSRA's own ResNets use the stride on the first 1x1 (`stride_in_1x1=True`). Here the
 MSRA blobs are made from a torchvision model (stride on the 3x3), so the model they load into is
@@ -10,16 +13,18 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from backbones import build_backbone, load_weights
+from backbones import build_backbone, cifar_resnet, load_weights
 from backbones.weights import detect_format
 from engine.errors import UserError
 
@@ -249,3 +254,174 @@ def test_detect_format() -> None:
     assert detect_format({"conv1_w": 0, "res2_0_branch2a_w": 0}) == "msra"
     assert detect_format({"stem.conv1.weight": 0, "fc.bias": 0}) == "resdet"
     assert detect_format({"features.0.weight": 0, "fc67.0.weight": 0}) == "resdet"
+
+
+# ----------------------------------------------------------------- pytorch_resnet_cifar10
+class AkamasterBlock(nn.Module):
+    """pytorch_resnet_cifar10's BasicBlock, option A: its LambdaLayer's pad, written inline.
+
+    `pad_before=False` appends all the zero channels after the input's: the placement our
+    PadShortcut used to have, kept here to show that it computes another function.
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int, pad_before: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = stride != 1 or in_planes != planes
+        before = planes // 4 if pad_before else 0
+        self.channel_pad = (before, planes // 2 - before)
+
+    def shortcut(self, x: Tensor) -> Tensor:
+        if not self.downsample:
+            return x
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, *self.channel_pad))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class AkamasterResNet(nn.Module):
+    """pytorch_resnet_cifar10's ResNet (resnet20 = n 3): conv1/bn1, layer1..3, linear."""
+
+    def __init__(self, n: int, pad_before: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        in_planes = 16
+        for i, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if i > 0 and j == 0 else 1
+                blocks.append(AkamasterBlock(in_planes, planes, stride, pad_before))
+                in_planes = planes
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.avg_pool2d(out, out.size()[3])
+        return self.linear(out.view(out.size(0), -1))
+
+
+def save_akamaster(
+    path: Path, net: nn.Module, extra_state: dict[str, Tensor] | None = None
+) -> Path:
+    """Their trainer's checkpoint: DataParallel's `module.` names, best_prec1 beside them.
+
+    Their checkpoints predate BN's num_batches_tracked, so it is left out like theirs.
+    """
+    state = {f"module.{k}": v for k, v in net.state_dict().items() if "num_batches" not in k}
+    torch.save({"best_prec1": 91.7, "state_dict": {**state, **(extra_state or {})}}, path)
+    return path
+
+
+@pytest.fixture
+def cifar_images() -> Tensor:
+    """(2, 3, 32, 32) random CIFAR-sized images."""
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize(
+    ("n", "build", "format"),
+    [
+        (3, lambda: build_backbone("resnet20"), "auto"),
+        (1, lambda: cifar_resnet(1), "auto"),  # depth 8: the converter knows no fixed depth
+        (5, lambda: build_backbone("resnet32", norm="frozen_bn"), "cifar"),
+    ],
+    ids=["resnet20", "n=1", "resnet32-named"],
+)
+def test_akamaster_checkpoint_gives_their_logits(
+    tmp_path: Path,
+    randomize_norms: Callable[..., nn.Module],
+    cifar_images: Tensor,
+    n: int,
+    build: Callable[[], nn.Module],
+    format: str,
+) -> None:
+    torch.manual_seed(n)
+    theirs = randomize_norms(AkamasterResNet(n), seed=n)
+    nn.init.normal_(theirs.linear.bias)
+    expected = logits(theirs, cifar_images)
+    path = save_akamaster(tmp_path / f"resnet{6 * n + 2}.th", theirs)
+
+    ours = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read with weights_only=True, no full-unpickling fallback
+        report = load_weights(ours, path, format=format)
+    assert (report.format, report.ok, report.classifier_loaded) == ("cifar", True, True)
+    assert torch.allclose(logits(ours, cifar_images), expected, atol=1e-5)
+
+    # all the zeros after the input's channels: same weights, another function
+    appended = AkamasterResNet(n, pad_before=False)
+    appended.load_state_dict(theirs.state_dict())
+    assert (logits(appended, cifar_images) - expected).abs().max() > 1e-2
+
+
+@pytest.fixture
+def akamaster20(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_akamaster(tmp_path / "resnet20-0000.th", AkamasterResNet(3))
+
+
+def test_akamaster_checkpoint_into_another_net(akamaster20: Path) -> None:
+    where = f"weights '{akamaster20}': pytorch_resnet_cifar10 (cifar format) weights"
+    cases = [
+        (
+            build_backbone("resnet32"),
+            f"{where} of a ResNet-20 (n=3) do not fit the model, a ResNet-32 (n=5); build resnet20",
+        ),
+        (
+            build_backbone("resnet18", base_width=16),
+            f"{where} fit the CIFAR ResNets (resnet20..resnet1202, cifar_resnet(n)), not ResNet",
+        ),
+        (
+            build_backbone("plain20"),  # same parameters, but no shortcut: silently wrong
+            f"{where} need option-A shortcuts; the model has none (a plain net, or shortcut "
+            "B/C): build the resnetN with shortcut='A'",
+        ),
+    ]
+    for model, message in cases:
+        with pytest.raises(UserError) as info:
+            load_weights(model, akamaster20)
+        assert str(info.value) == message
+
+
+def test_akamaster_checkpoint_with_uneven_stages(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = AkamasterResNet(1)
+    net.layer2.append(AkamasterBlock(32, 32, 1))
+    with pytest.raises(UserError, match=r"of a net of \[1, 2, 1\] blocks per stage do not fit "):
+        load_weights(cifar_resnet(1), save_akamaster(tmp_path / "odd.th", net))
+
+
+def test_akamaster_checkpoint_key_problems(akamaster20: Path) -> None:
+    """Keys that do not fit after the depth check still get the usual report, in our names."""
+    state = torch.load(akamaster20, weights_only=True)
+    del state["state_dict"]["module.layer2.1.bn2.running_var"]
+    state["state_dict"]["module.layer3.0.extra"] = torch.zeros(1)
+    with pytest.raises(
+        UserError,
+        match=r"\(cifar format\) does not fit CifarResNet: 1 missing key: "
+        r"res3\.1\.bn2\.running_var; 1 unexpected key: res4\.0\.extra$",
+    ):
+        load_weights(build_backbone("resnet20"), state)
+
+
+def test_detect_cifar_format() -> None:
+    theirs = AkamasterResNet(1).state_dict()
+    assert detect_format(theirs) == "cifar"
+    backbone_only = {k: v for k, v in theirs.items() if not k.startswith("linear.")}
+    assert detect_format(backbone_only) == "torchvision"  # no linear: nothing says CIFAR
+    with pytest.raises(UserError, match=r"not CifarResNet; pytorch_resnet_cifar10's load with"):
+        load_weights(cifar_resnet(1), backbone_only)
+    report = load_weights(cifar_resnet(1), backbone_only, format="cifar")
+    assert report.ok and not report.classifier_loaded
+    tv = torchvision.models.resnet18(weights=None).state_dict()
+    assert detect_format(tv) == "torchvision"  # layer4 and fc
+    assert detect_format({**tv, "linear.weight": torch.zeros(1)}) == "torchvision"

@@ -11,7 +11,7 @@ import matplotlib.image
 import pytest
 from tool_helpers import ROOT
 
-from backbones.errors import UserError
+from engine.errors import UserError
 from tools import plot
 from tools.cli import main
 
