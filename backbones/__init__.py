@@ -1,7 +1,8 @@
 """Classification backbones: ImageNet ResNets / plain nets, CIFAR nets, VGG.
 
 `build_backbone(name, **kwargs)` builds one by name from `BACKBONES`; `load_weights` fills it
-from our, torchvision's or MSRA's checkpoints; `count_params` / `count_macs` measure it.
+from our, torchvision's, MSRA's or pytorch_resnet_cifar10's checkpoints; `count_params` /
+`count_macs` measure it.
 """
 
 from __future__ import annotations

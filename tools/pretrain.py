@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights",
-        help="with --eval-only: our checkpoint, or a torchvision / MSRA / pytorch_resnet_cifar10 file",
+        help="with --eval-only: ours, or a torchvision / MSRA / pytorch_resnet_cifar10 file",
     )
 
 
