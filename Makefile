@@ -26,13 +26,13 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check backbones detection tools tests benchmarks
-	$(VENV)/bin/ruff format --check backbones detection tools tests benchmarks
-	$(VENV)/bin/mypy backbones detection
+	$(VENV)/bin/ruff check engine backbones detection tools tests benchmarks configs
+	$(VENV)/bin/ruff format --check engine backbones detection tools tests benchmarks configs
+	$(VENV)/bin/mypy engine backbones detection tools configs
 
 format: setup
-	$(VENV)/bin/ruff format backbones detection tools tests benchmarks
-	$(VENV)/bin/ruff check --fix backbones detection tools tests benchmarks
+	$(VENV)/bin/ruff format engine backbones detection tools tests benchmarks configs
+	$(VENV)/bin/ruff check --fix engine backbones detection tools tests benchmarks configs
 
 docs: setup
 	$(PY) -m tools.config_docs > docs/CONFIG.md

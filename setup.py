@@ -8,7 +8,11 @@ setup(
     description="Object detection on residual backbones: ResNet pretraining, Faster R-CNN, "
     "VOC/COCO evaluation and submission",
     python_requires=">=3.9",
-    packages=find_packages(include=["backbones*", "detection*", "tools*"]),
+    packages=find_packages(
+        include=["engine*", "backbones*", "detection*", "tools*", "configs*", "benchmarks*"]
+    ),
+    # the configs ship with the package, so `--config configs/...` works outside a checkout
+    package_data={"configs": ["*/*.yaml"], "tools": ["*.sh"]},
     install_requires=[
         "torch>=2.3",
         "torchvision>=0.18",

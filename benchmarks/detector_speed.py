@@ -27,13 +27,13 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
 
+from configs import ROOT as CONFIG_ROOT
 from detection.config import Config, load_config
 from detection.modeling.convert import from_torchvision_detector
 from detection.predictor import Predictor
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs/detection/torchvision_r50_fpn_coco.yaml"
-DOC = ROOT / "docs/PERFORMANCE.md"
+CONFIG = CONFIG_ROOT / "detection/torchvision_r50_fpn_coco.yaml"
+DOC = Path("docs/PERFORMANCE.md")  # --write-docs: run from the checkout
 SECTION = "## Detector speed"
 MACHINE = "2-core x86_64 CPU, no GPU (developer sandbox)"
 

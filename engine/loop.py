@@ -103,13 +103,11 @@ def train_loop(
     """
     counts = {"num_skipped_batches": 0.0}
     last: dict[str, Any] = {}
-    device_type = next(model.parameters()).device.type
+    update = _Update(model, optimizer, scheduler, scaler, step_fn, options, checkpointer)
 
     def checkpoint(iteration: int) -> str:
-        if checkpointer is None:
-            return "none"
         extra = checkpoint_extra(iteration) if checkpoint_extra else None
-        return str(checkpointer.save(iteration, extra))
+        return str(checkpointer.save(iteration, extra)) if checkpointer is not None else "none"
 
     model.train()
     with _StopOnSignal() as stop:
@@ -118,27 +116,14 @@ def train_loop(
             start = time.perf_counter()
             batch = next(data)
             data_time = time.perf_counter() - start
-            with autocast(device_type, options.amp_dtype):
-                outputs = step_fn(model, batch)
-            scalars = _reduce(outputs, stop.signal is not None)
-            if math.isfinite(scalars["total_loss"]):
-                _backward_and_step(model, optimizer, scaler, outputs, options.clip_grad_norm)
-            else:
-                _on_nonfinite(options.on_nonfinite, iteration, scalars, checkpointer)
-                counts["num_skipped_batches"] += 1
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step(scalars)
-            for name in [k for k in scalars if k.startswith("num_")]:
-                counts[name] = counts.get(name, 0.0) + scalars.pop(name)
-            stop_now = scalars.pop("_stop") > 0
+            scalars, stop_now = update(iteration, batch, stop, counts)
             timing = {"time": time.perf_counter() - start, "data_time": data_time}
-            line = _log(logger, iteration, {**scalars, "lr": lr, **timing}, counts, options)
+            line = _log(logger, iteration, {**scalars, **timing}, counts, options)
             last = line if line is not None else last
             if stop_now:
-                path = checkpoint(iteration)
                 raise TrainingInterrupted(
                     f"stopped by {stop.signal or 'a signal'} at iteration {iteration}; "
-                    f"checkpoint: {path} (continue with --resume)"
+                    f"checkpoint: {checkpoint(iteration)} (continue with --resume)"
                 )
             if _due(iteration, options.checkpoint_period, options.max_iter):
                 checkpoint(iteration)
@@ -147,6 +132,43 @@ def train_loop(
     if eval_fn is not None and start_iter >= options.max_iter:  # nothing left to train
         last["eval"] = _evaluate(model, eval_fn, logger, options.max_iter)
     return {**last, **{k: int(v) for k, v in counts.items()}}
+
+
+@dataclass
+class _Update:
+    """One optimisation step: forward under autocast, reduce, backward (or the non-finite
+    policy), lr schedule, run counts."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: WarmupMultiStepLR
+    scaler: torch.amp.GradScaler | None
+    step_fn: StepFn
+    options: LoopOptions
+    checkpointer: Checkpointer | None
+
+    def __call__(
+        self, iteration: int, batch: Any, stop: _StopOnSignal, counts: dict[str, float]
+    ) -> tuple[dict[str, float], bool]:
+        """Returns the iteration's scalars (with ``lr``) and whether any rank was signalled;
+        ``counts`` gains the step's ``num_*`` values."""
+        device_type = next(self.model.parameters()).device.type
+        with autocast(device_type, self.options.amp_dtype):
+            outputs = self.step_fn(self.model, batch)
+        scalars = _reduce(outputs, stop.signal is not None)  # a signal during the forward too
+        if math.isfinite(scalars["total_loss"]):
+            _backward_and_step(
+                self.model, self.optimizer, self.scaler, outputs, self.options.clip_grad_norm
+            )
+        else:
+            _on_nonfinite(self.options.on_nonfinite, iteration, scalars, self.checkpointer)
+            counts["num_skipped_batches"] += 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step(scalars)
+        for name in [k for k in scalars if k.startswith("num_")]:
+            counts[name] = counts.get(name, 0.0) + scalars.pop(name)
+        stop_now = scalars.pop("_stop") > 0
+        return {**scalars, "lr": lr}, stop_now
 
 
 def _log(

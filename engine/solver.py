@@ -14,19 +14,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from backbones.layers import FrozenBatchNorm2d
-
 # the metric a step function reports for warm-up "until_error" (fraction of wrong predictions)
 TRAIN_ERROR_KEY = "train_error"
 WARMUP_METHODS = ("linear", "constant", "until_error")
 
+# (a frozen BN holds buffers, not parameters: the optimizer never sees it)
 _NORM_TYPES = (
     nn.modules.batchnorm._BatchNorm,
     nn.GroupNorm,
     nn.LayerNorm,
     nn.LocalResponseNorm,
     nn.modules.instancenorm._InstanceNorm,
-    FrozenBatchNorm2d,
 )
 
 

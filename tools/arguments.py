@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -12,7 +13,12 @@ from engine.errors import UserError
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     """``--config FILE`` and any number of ``--set dotted.key=value``."""
-    parser.add_argument("--config", required=True, help=f"YAML config, e.g. {example}")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=config_path,
+        help=f"YAML config, e.g. {example} (configs/... also finds the shipped copy)",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -48,3 +54,16 @@ def parse_class_names(text: str | None) -> list[str]:
     if not names or len(set(names)) != len(names):
         raise UserError(f"--classes: expected distinct comma-separated names, got {text!r}")
     return names
+
+
+def config_path(path: str) -> str:
+    """``path`` itself when it exists, else the shipped copy of a ``configs/...`` path.
+
+    So the documented commands work from any folder after a non-editable install.
+    """
+    if Path(path).exists():
+        return path
+    from configs import shipped
+
+    found = shipped(path)
+    return str(found) if found is not None else path

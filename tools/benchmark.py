@@ -5,7 +5,7 @@
     resdet benchmark detector_speed                # our R50-FPN vs torchvision's, latency
     resdet benchmark train_speed --config C        # training / inference img/s, peak memory
 
-The scripts live in the source tree (benchmarks/), so this works from a checkout; the
+The scripts (benchmarks/) ship with the package, so this works from any folder; the
 arguments after NAME go to the script (see `resdet benchmark NAME --help`).
 """
 
@@ -16,13 +16,14 @@ import runpy
 import sys
 from pathlib import Path
 
+import benchmarks
 from engine.errors import UserError
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(benchmarks.__file__).resolve().parent  # shipped with the package
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in BENCHMARKS.glob("*.py")) if BENCHMARKS.is_dir() else []
+    return sorted(p.stem for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypedDict
 
 import torch
 
 from backbones import BACKBONES, backbone_arguments, build_backbone, count_macs, count_params
 from backbones.cifar import CIFAR_NETS
+from configs import ROOT as CONFIG_ROOT
 from engine.errors import UserError
 
 CIFAR_SIZE, IMAGENET_SIZE = 32, 224
@@ -72,7 +72,7 @@ def backbone_row(
 
 RowFn = Callable[[str, "Size | None", bool, "str | None"], Row]
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detection"
+CONFIGS = CONFIG_ROOT / "detection"
 # detector name -> the config it is counted from (its classes: COCO's 80; torchvision's 90)
 DETECTORS = {
     "faster_rcnn_r101_c4": "faster_rcnn_r101_c4_coco.yaml",

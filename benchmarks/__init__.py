@@ -1,0 +1,1 @@
+"""Speed benchmarks, run by `resdet benchmark NAME` (shipped with the package)."""
