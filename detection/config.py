@@ -26,6 +26,9 @@ class DatasetConfig:
     splits: list[str] = field(  # VOC: split files, "trainval" or "VOC2012/trainval" (under root)
         default_factory=lambda: ["trainval"]
     )
+    image_dir: str = "JPEGImages"  # VOC: image folder under root (LabelImg folders: e.g. images)
+    ann_dir: str = "Annotations"  # VOC: XML folder under root (LabelImg folders: annotations)
+    split_dir: str = "ImageSets/Main"  # VOC: folder of <split>.txt under root (or absolute)
     ann_file: str = ""  # COCO: instances JSON (e.g. annotations/instances_val2017.json)
     include_empty: bool = False  # keep images without objects (always kept for evaluation)
 

@@ -22,7 +22,7 @@ from detection.config import Config, DatasetConfig, InputConfig
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
 from detection.data.loader import DetectionDataset, DetectionLoader, collate_detection
 from detection.data.transforms import TestTransform, TrainTransform
-from detection.data.voc import VOC_CLASSES, load_voc_splits
+from detection.data.voc import VOC_CLASSES, VOCLayout, load_voc_splits
 from detection.structures import ImageRecord
 from engine import distributed as dist
 from engine.errors import DataWarning, UserError
@@ -76,7 +76,8 @@ def load_dataset_records(
     if not os.path.isdir(ds.root):
         raise UserError(f"{section}.root: folder {ds.root} not found")
     if ds.format == "voc":
-        return load_voc_splits(ds.root, ds.splits, class_names)
+        layout = VOCLayout(ds.image_dir, ds.ann_dir, ds.split_dir)
+        return load_voc_splits(ds.root, ds.splits, class_names, layout=layout)
     ann_file = resolve_ann_file(ds.root, ds.ann_file)
     records, _ = load_coco(ann_file, coco_image_root(ds.root, ann_file), class_names)
     return records

@@ -2,8 +2,12 @@
 
 Conventions:
 
-* ``image_id`` is the file stem (``"000005"``), the image is ``JPEGImages/<id>.jpg`` and its
-  annotation ``Annotations/<id>.xml``.
+* ``image_id`` is the annotation's file stem (``"000005"``), its annotation is
+  ``Annotations/<id>.xml`` and its image the XML's ``<filename>`` in ``JPEGImages/``, else
+  ``<id>`` with the first image extension that exists (``.jpg`` when none does). The three
+  folders are settable (``image_dir``, ``ann_dir``, ``split_dir``), so a LabelImg folder
+  (``images/`` + ``annotations/``, split files written by ``resdet split-dataset``) reads as
+  it is.
 * VOC's XML boxes are 1-based and inclusive; they load as ``(xmin - 1, ymin - 1, xmax, ymax)``
   in 0-based continuous pixels (Detectron2's convention). The result writers add the 1 back.
 * ``<difficult>1</difficult>`` objects are kept with ``ignore=True`` (the evaluation needs them,
@@ -28,6 +32,7 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -48,20 +53,34 @@ __all__ = ["VOC_CLASSES", "load_voc", "load_voc_splits", "read_split_file"]
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class VOCLayout:
+    """Where the parts of a VOC-style folder are, relative to its root (or absolute)."""
+
+    image_dir: str = "JPEGImages"
+    ann_dir: str = "Annotations"
+    split_dir: str = os.path.join("ImageSets", "Main")
+
+
 def load_voc(
     root: str,
     split: str,
     class_names: Sequence[str] = VOC_CLASSES,
     *,
     check_images: bool = False,
+    layout: VOCLayout = VOCLayout(),
 ) -> list[ImageRecord]:
-    """Read one split of one VOC20xx folder.
+    """Read one split of one VOC20xx (or LabelImg-style) folder.
 
     Args:
         root: a VOC20xx folder (holding Annotations/, JPEGImages/, ImageSets/Main/).
-        split: split name, read from ``root/ImageSets/Main/<split>.txt``.
+        split: split name, read from ``root/<split_dir>/<split>.txt``.
         class_names: class names in label order (label = index in this list).
         check_images: also require every image file to exist (UserError otherwise).
+        layout: the folders of images, annotations and split files.
 
     Returns:
         One record per listed image, in split-file order; boxes (G, 4) float32 xyxy 0-based.
@@ -70,19 +89,34 @@ def load_voc(
         UserError: missing/empty split file, missing or malformed XML, unknown class name,
             missing image (with ``check_images``, or when the XML has no ``<size>``).
     """
-    split_file = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    split_file = os.path.join(root, layout.split_dir, f"{split}.txt")
     image_ids = read_split_file(split_file)
     class_to_label = {name: i for i, name in enumerate(class_names)}
     cleaner = BoxCleaner(split_file)
+    image_dir = os.path.join(root, layout.image_dir)
     records = []
     for image_id in image_ids:
-        image_path = os.path.join(root, "JPEGImages", f"{image_id}.jpg")
-        xml_path = os.path.join(root, "Annotations", f"{image_id}.xml")
+        xml_path = os.path.join(root, layout.ann_dir, f"{image_id}.xml")
+        tree = _read_xml(xml_path)
+        image_path = find_image(image_dir, image_id, tree.findtext("filename"))
         if check_images and not os.path.isfile(image_path):
             raise UserError(f"{image_path}: image file not found (listed in {split_file})")
-        records.append(_parse_xml(xml_path, image_id, image_path, class_to_label, cleaner))
+        records.append(_record(tree, xml_path, image_id, image_path, class_to_label, cleaner))
     cleaner.warn()
     return records
+
+
+def find_image(image_dir: str, image_id: str, filename: str | None) -> str:
+    """The image of an annotation: its ``<filename>`` if that file exists, else ``<id>`` with
+    the first extension that exists, else ``<id>.jpg`` (reported missing by the loader)."""
+    candidates = [os.path.basename(filename.strip())] if filename and filename.strip() else []
+    candidates += [image_id + ext for ext in IMAGE_EXTENSIONS]
+    candidates += [image_id + ext.upper() for ext in IMAGE_EXTENSIONS]
+    for name in candidates:
+        path = os.path.join(image_dir, name)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(image_dir, f"{image_id}.jpg")
 
 
 def load_voc_splits(
@@ -91,6 +125,7 @@ def load_voc_splits(
     class_names: Sequence[str] = VOC_CLASSES,
     *,
     check_images: bool = False,
+    layout: VOCLayout = VOCLayout(),
 ) -> list[ImageRecord]:
     """Read and concatenate several splits given as ``"split"`` or ``"VOC20xx/split"``.
 
@@ -99,6 +134,7 @@ def load_voc_splits(
         splits: entries relative to ``root``, e.g. ``["VOC2007/trainval", "VOC2012/trainval"]``.
         class_names: class names in label order.
         check_images: also require every image file to exist.
+        layout: the folders of images, annotations and split files (under each VOC20xx).
 
     Returns:
         The records of all entries, in order.
@@ -113,12 +149,17 @@ def load_voc_splits(
     for entry in splits:
         folder, _, split = entry.strip("/").rpartition("/")
         voc_root = os.path.join(root, folder) if folder else root
-        if not os.path.isdir(os.path.join(voc_root, "ImageSets", "Main")):
+        split_dir = os.path.join(voc_root, layout.split_dir)
+        if not os.path.isdir(split_dir):
             raise UserError(
-                f"{voc_root}: no ImageSets/Main folder for split '{entry}' (expected a VOC20xx "
-                "folder, or 'VOC2007/trainval'-style splits under a VOCdevkit root)"
+                f"{split_dir}: no split folder for split '{entry}' (expected a VOC20xx folder, "
+                "'VOC2007/trainval'-style splits under a VOCdevkit root, or split files written "
+                "by `resdet split-dataset`)"
             )
-        for record in load_voc(voc_root, split, class_names, check_images=check_images):
+        records_of_entry = load_voc(
+            voc_root, split, class_names, check_images=check_images, layout=layout
+        )
+        for record in records_of_entry:
             if record.image_id in seen:
                 raise UserError(
                     f"image '{record.image_id}' is listed by both split '{seen[record.image_id]}' "
@@ -147,23 +188,27 @@ def read_split_file(path: str) -> list[str]:
     return ids
 
 
-def _parse_xml(
+def _read_xml(xml_path: str) -> ET.Element:
+    try:
+        return ET.parse(xml_path).getroot()
+    except FileNotFoundError:
+        raise UserError(f"{xml_path}: annotation file not found") from None
+    except ET.ParseError as exc:
+        raise UserError(f"{xml_path}: malformed XML: {exc}") from None
+
+
+def _record(
+    tree: ET.Element,
     xml_path: str,
     image_id: str,
     image_path: str,
     class_to_label: dict[str, int],
     cleaner: BoxCleaner,
 ) -> ImageRecord:
-    """One annotation XML -> ImageRecord (boxes converted to 0-based, cleaned)."""
-    try:
-        tree = ET.parse(xml_path)
-    except FileNotFoundError:
-        raise UserError(f"{xml_path}: annotation file not found") from None
-    except ET.ParseError as exc:
-        raise UserError(f"{xml_path}: malformed XML: {exc}") from None
-    width, height = _image_size(tree.getroot(), xml_path, image_path)
+    """One parsed annotation XML -> ImageRecord (boxes converted to 0-based, cleaned)."""
+    width, height = _image_size(tree, xml_path, image_path)
     boxes, labels, ignore = [], [], []
-    for k, obj in enumerate(tree.getroot().iter("object")):
+    for k, obj in enumerate(tree.iter("object")):
         name = (obj.findtext("name") or "").strip()
         if name not in class_to_label:
             raise UserError(
@@ -193,7 +238,7 @@ def _image_size(root: ET.Element, xml_path: str, image_path: str) -> tuple[int, 
     try:
         width = int(float(root.findtext("size/width") or 0))
         height = int(float(root.findtext("size/height") or 0))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "inf"
         width = height = 0
     if width > 0 and height > 0:
         return width, height
