@@ -98,7 +98,7 @@ def test_missing_size_and_missing_image_is_an_error(voc_devkit: Path) -> None:
 
 
 def test_split_config_errors(voc_devkit: Path) -> None:
-    with pytest.raises(UserError, match="no ImageSets/Main folder for split 'trainval'"):
+    with pytest.raises(UserError, match=r"ImageSets/Main: no split folder for split 'trainval'"):
         load_voc_splits(str(voc_devkit), ["trainval"])  # a VOCdevkit root needs VOC20xx/
     with pytest.raises(UserError, match="'000001' is listed by both split 'VOC2007/test'"):
         load_voc_splits(str(voc_devkit), ["VOC2007/test", "VOC2007/test"])
