@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,7 @@ def load_weights(
     format: str = "auto",
     skip_classifier: bool = False,
     strict: bool = True,
+    trust: bool = False,
 ) -> LoadReport:
     """Load weights into `model` (a backbone from this package) in place.
 
@@ -110,6 +110,7 @@ def load_weights(
             fine-tune with another number of classes.
         strict: raise UserError on any missing, unexpected or mis-shaped key; when False,
             load what matches and return the report.
+        trust: the file may be unpickled fully (see :func:`read_source`).
 
     Returns:
         A LoadReport listing what did not load.
@@ -118,7 +119,7 @@ def load_weights(
         UserError: unreadable source, unknown format, or (strict) keys that do not match.
     """
     where = f"weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
-    state = read_source(source) if isinstance(source, (str, Path)) else dict(source)
+    state = read_source(source, trust) if isinstance(source, (str, Path)) else dict(source)
     state = _unwrap(state)
     if format == "auto":
         format = detect_format(state)
@@ -140,19 +141,34 @@ def load_weights(
     return report
 
 
-def read_source(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint file: pickle for .pkl (MSRA/Detectron), torch.load otherwise."""
+def read_source(path: str | Path, trust: bool = False) -> dict[str, Any]:
+    """Read a weights file without running code from it (unless ``trust``).
+
+    ``.pth``/``.pt``/other: ``torch.load(weights_only=True)`` (tensors and plain values only).
+    ``.pkl`` (MSRA/Detectron blobs): an unpickler that builds only numpy arrays, dicts, lists
+    and numbers. A file that needs more (any other class) can run arbitrary code when
+    unpickled, so it is refused unless ``trust`` (config key ``trust_weights``) says it is the
+    user's own.
+
+    Raises:
+        UserError: missing, unreadable or untrusted file, or one that holds no dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} does not exist")
     try:
-        if path.suffix in (".pkl", ".pickle"):
-            with path.open("rb") as f:
-                state = pickle.load(f, encoding="latin1")  # Detectron's blobs are Python 2 pickles
-        else:
-            state = _torch_load(path)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
-        raise UserError(f"weights file {str(path)!r} is not a readable checkpoint: {exc}") from exc
+        state = _unpickle(path, trust)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"weights file {str(path)!r} holds more than tensors and plain values "
+            f"({_refused_global(exc)}); unpickling it could run code from the file: if you made "
+            "it, --set trust_weights=true"
+        ) from None
+    except (EOFError, RuntimeError, ValueError, OSError, IndexError, KeyError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            f"weights file {str(path)!r} is not a readable checkpoint: {first}"
+        ) from None
     if not isinstance(state, dict):
         raise UserError(
             f"weights file {str(path)!r} holds a {type(state).__name__}; expected a state dict"
@@ -160,16 +176,37 @@ def read_source(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # checkpoints that also pickle e.g. numpy RNG states need the full unpickler
-        warnings.warn(
-            f"{path}: not loadable with weights_only=True; unpickling fully (trusted files only)",
-            stacklevel=3,
-        )
-        return torch.load(path, map_location="cpu", weights_only=False)
+def _refused_global(exc: Exception) -> str:
+    """The class the safe unpickler refused, from torch's (many-line) message or ours."""
+    found = re.search(r"(?:Unsupported global: GLOBAL|refused to load) ([\w.]+)", str(exc))
+    return f"{found.group(1)}" if found else "not a plain checkpoint"
+
+
+# what a Detectron / MSRA blob file may contain: numpy arrays and Python containers
+_SAFE_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict"),
+    ("_codecs", "encode"), ("builtins", "bytes"),
+}  # fmt: skip
+
+
+class _BlobUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and containers; any other class is refused (it could run code)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def _unpickle(path: Path, trust: bool) -> Any:
+    if path.suffix not in (".pkl", ".pickle"):
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    with path.open("rb") as f:  # Detectron's blobs are Python 2 pickles: latin1
+        if trust:
+            return pickle.load(f, encoding="latin1")
+        return _BlobUnpickler(f, encoding="latin1").load()
 
 
 def _unwrap(state: dict[str, Any]) -> dict[str, Tensor]:

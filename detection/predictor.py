@@ -55,7 +55,7 @@ class Predictor:
         self.device = torch.device(device)
         self.cfg = cfg
         self.model = build_model(cfg, load_backbone_weights=weights is None)
-        source = read_source(str(weights)) if weights is not None else {}
+        source = read_source(str(weights), cfg.trust_weights) if weights is not None else {}
         if weights is not None:
             load_detector_weights(self.model, source)
         self.model.eval()

@@ -62,7 +62,7 @@ class DetectionTask:
         return build_model(self.cfg).to(device)
 
     def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
-        source = read_source(weights)
+        source = read_source(weights, self.cfg.trust_weights)
         model = build_model(self.cfg, load_backbone_weights=False)
         load_detector_weights(model, source)
         return model.to(device), int(source.get("iteration", 0))

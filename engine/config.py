@@ -74,6 +74,7 @@ class RunConfig:
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     log_period: int = 20  # iterations between metrics.jsonl lines
     tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
+    trust_weights: bool = False  # unpickle weights files fully (can run code in them: own files)
 
 
 # ------------------------------------------------------------------------------- the loader

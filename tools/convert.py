@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from backbones.weights import read_source
 from detection.modeling.convert import CONVERTERS, convert_detector
 from engine.errors import UserError
+from engine.io import atomic_torch_save
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,17 +26,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("input", help="input state dict (.pth)")
     parser.add_argument("output", help="output checkpoint (.pth), {'model': state_dict}")
+    parser.add_argument(
+        "--trust-weights",
+        action="store_true",
+        help="unpickle the input fully if it needs it (can run code from it: your own files)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    state = read_source(args.input)
+    state = read_source(args.input, args.trust_weights)
     if isinstance(state.get("model"), dict):  # a training checkpoint
         state = state["model"]
     converted = convert_detector(state, args.source_format)
     out = Path(args.output)
     if out.resolve() == Path(args.input).resolve():
         raise UserError(f"output {args.output!r} would overwrite the input; pick another path")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": converted}, out)
+    atomic_torch_save({"model": converted}, out)
     print(f"converted {len(converted)} tensors ({args.source_format} -> resdet): {out}")
     return 0

@@ -245,12 +245,13 @@ class ClassificationTask:
         backbone = self.cfg.model.backbone
         model = build_classifier(backbone, self.cfg.model.num_classes)
         if backbone.weights:  # e.g. fine-tuning from another run
-            load_weights(model, backbone.weights, backbone.weights_format)
+            load_weights(model, backbone.weights, backbone.weights_format,
+                         trust=self.cfg.trust_weights)  # fmt: skip
         self._step = make_train_step(device, self.cfg.channels_last)
         return prepare_model(model, device, self.cfg.channels_last)
 
     def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
-        source = read_source(weights)
+        source = read_source(weights, self.cfg.trust_weights)
         model = build_classifier(self.cfg.model.backbone, self.cfg.model.num_classes)
         report = load_weights(model, source, self.cfg.model.backbone.weights_format)
         if not report.classifier_loaded:

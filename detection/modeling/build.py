@@ -60,13 +60,18 @@ def build_model(cfg: Config, load_backbone_weights: bool = True) -> FasterRCNN:
     if cfg.model.num_classes < 1:
         raise UserError(f"model.num_classes must be at least 1, got {cfg.model.num_classes}")
     expected = InputSpec.make(cfg.input.format, cfg.input.pixel_mean, cfg.input.pixel_std, "")
-    backbone = build_detection_backbone(cfg.model.backbone, load_backbone_weights, expected)
+    backbone = build_detection_backbone(
+        cfg.model.backbone, load_backbone_weights, expected, cfg.trust_weights
+    )
     take(backbone, backbone.classifier)
     return ARCHS[cfg.model.arch](cfg, backbone)
 
 
 def build_detection_backbone(
-    bcfg: BackboneConfig, load: bool = True, expected_input: InputSpec | None = None
+    bcfg: BackboneConfig,
+    load: bool = True,
+    expected_input: InputSpec | None = None,
+    trust_weights: bool = False,
 ) -> Backbone:
     """The backbone with the config's options (those its builder takes) and weights.
 
@@ -88,7 +93,7 @@ def build_detection_backbone(
             )
     backbone = build_backbone(bcfg.name, **kwargs)
     if load and bcfg.weights:
-        source = read_source(bcfg.weights)
+        source = read_source(bcfg.weights, trust_weights)
         if expected_input is not None:
             check_input_spec(source, bcfg.weights, expected_input)
         report = load_weights(backbone, source, bcfg.weights_format, skip_classifier=True)

@@ -25,7 +25,7 @@ import torchvision
 from torch import Tensor, nn
 
 from backbones import build_backbone, cifar_resnet, load_weights
-from backbones.weights import detect_format
+from backbones.weights import detect_format, read_source
 from engine.errors import UserError
 
 EPS = 1e-5
@@ -156,12 +156,13 @@ def test_own_checkpoint_wrapped_and_prefixed(
     assert all(torch.equal(v, state[k]) for k, v in small.state_dict().items())
 
 
-def test_checkpoint_with_numpy_state_falls_back_to_full_unpickling(
+def test_checkpoint_with_numpy_state_needs_trust(
     tmp_path: Path, small: nn.Module, state: dict[str, Tensor]
 ) -> None:
     torch.save({"model": state, "numpy_rng": np.zeros(3)}, tmp_path / "last.pth")
-    with pytest.warns(UserWarning, match="not loadable with weights_only=True"):
-        assert load_weights(small, tmp_path / "last.pth").ok
+    with pytest.raises(UserError, match=r"last.pth' holds more than tensors .*trust_weights"):
+        load_weights(small, tmp_path / "last.pth")
+    assert load_weights(small, tmp_path / "last.pth", trust=True).ok
 
 
 def test_missing_key_message(tmp_path: Path, small: nn.Module, state: dict[str, Tensor]) -> None:
@@ -237,10 +238,7 @@ def test_bad_sources(tmp_path: Path, small: nn.Module, state: dict[str, Tensor])
     with pytest.raises(UserError, match=r"weights file '.*nope.pth' does not exist"):
         load_weights(small, tmp_path / "nope.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with (
-        pytest.warns(UserWarning, match="unpickling fully"),
-        pytest.raises(UserError, match=r"junk.pth' is not a readable checkpoint"),
-    ):
+    with pytest.raises(UserError, match=r"junk.pth' (is not a readable checkpoint|holds more)"):
         load_weights(small, tmp_path / "junk.pth")
     with pytest.raises(UserError, match="format 'caffe' is not known"):
         load_weights(small, state, format="caffe")
@@ -425,3 +423,43 @@ def test_detect_cifar_format() -> None:
     tv = torchvision.models.resnet18(weights=None).state_dict()
     assert detect_format(tv) == "torchvision"  # layer4 and fc
     assert detect_format({**tv, "linear.weight": torch.zeros(1)}) == "torchvision"
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a crafted weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_weights_file_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    for name in ("evil.pth", "evil.pkl"):
+        path = tmp_path / name
+        if name.endswith(".pth"):
+            torch.save({"model": {}, "payload": _Payload(marker)}, path)
+        else:
+            path.write_bytes(pickle.dumps({"conv1_w": np.zeros(3), "x": _Payload(marker)}))
+        with pytest.raises(UserError, match=r"could run code .* set trust_weights=true"):
+            read_source(path)
+        assert not marker.exists()
+
+
+def test_trusted_legacy_checkpoints_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "rng": np.random.RandomState(0)}, path)
+    with pytest.raises(UserError, match="trust_weights"):
+        read_source(path)
+    assert torch.equal(read_source(path, trust=True)["model"]["w"], torch.ones(2))
+
+
+def test_msra_blobs_load_without_trust(tmp_path: Path) -> None:
+    path = tmp_path / "R-50.pkl"
+    blobs = {"blobs": {"conv1_w": np.ones((2, 3), np.float32)}, "model_iter": 1}
+    path.write_bytes(pickle.dumps(blobs, protocol=2))
+    assert read_source(path)["blobs"]["conv1_w"].shape == (2, 3)
