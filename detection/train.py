@@ -96,9 +96,9 @@ class DetectionTask:
         atomic_torch_save(final, out / "model_final.pth")
 
 
-def train_detector(cfg: Config, resume: bool = False) -> dict[str, Any]:
+def train_detector(cfg: Config, resume: bool = False, restart: bool = False) -> dict[str, Any]:
     """Train the detector of ``cfg``; see ``engine.run.run_training``."""
-    return run_training(DetectionTask(cfg), resume)
+    return run_training(DetectionTask(cfg), resume, restart)
 
 
 def evaluate_weights(cfg: Config, weights: str) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 """Atomic checkpoints: ``checkpoint_<iter>.pth`` plus a ``last_checkpoint`` text file.
 
 A checkpoint is written to a temporary file in the same folder, fsynced and renamed over its
-final name, then ``last_checkpoint`` is replaced the same way; a crash at any moment leaves the
-previous checkpoint readable. If the newest file is damaged anyway (a truncated copy, a full
-disk), loading it fails, a warning names it and the next older checkpoint is used.
+final name, its SHA-256 recorded beside it (``checkpoint_<iter>.pth.sha256``), then
+``last_checkpoint`` is replaced the same way; a crash at any moment leaves the previous
+checkpoint readable. If the newest file is damaged anyway (a truncated copy, a flipped bit, a
+full disk), loading it fails, a warning names it and the next older checkpoint is used.
 Only rank 0 writes; every rank reads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import warnings
@@ -34,8 +37,33 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def checksum_path(path: Path) -> Path:
+    """The SHA-256 sidecar of a checkpoint: ``checkpoint_<iter>.pth.sha256``."""
+    return path.with_name(path.name + ".sha256")
+
+
+def write_checksum(path: Path) -> None:
+    """Record ``path``'s SHA-256 beside it (atomically), for :func:`read_verified`."""
+    atomic_write_text(checksum_path(path), hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+
+
+def read_verified(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a checkpoint whose bytes match its sidecar.
+
+    Raises:
+        ValueError: the bytes differ from the recorded SHA-256 (bit rot, a partial copy).
+        Exception: whatever torch.load raises for a torn file.
+    """
+    data = path.read_bytes()
+    sidecar = checksum_path(path)
+    if sidecar.is_file() and hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+        raise ValueError(f"its SHA-256 differs from {sidecar.name}: the file is corrupt")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 def load_latest(output_dir: Path) -> tuple[dict[str, Any], Path] | None:
-    """Load the checkpoint ``last_checkpoint`` names, falling back to older ones if damaged.
+    """Load the checkpoint ``last_checkpoint`` names, falling back to older ones if damaged
+    (torn, or bytes that differ from the recorded checksum); each one skipped is named.
 
     Returns:
         (state, path) of the newest checkpoint that loads, or None if there is none.
@@ -47,7 +75,7 @@ def load_latest(output_dir: Path) -> tuple[dict[str, Any], Path] | None:
         candidates = [named] + [p for p in candidates if p != named]
     for i, path in enumerate(candidates):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = read_verified(path)
         except Exception as exc:  # a torn or missing file: any failure of the unpickler
             fallback = f"; using {candidates[i + 1].name}" if i + 1 < len(candidates) else ""
             warnings.warn(
@@ -117,6 +145,7 @@ class Checkpointer:
                 if part is not None:
                     state[name] = part.state_dict()
             atomic_torch_save(state, path)
+            write_checksum(path)
             atomic_write_text(self.output_dir / LAST_CHECKPOINT, path.name + "\n")
             self._prune()
         dist.barrier()
@@ -127,6 +156,7 @@ class Checkpointer:
             return
         for old in list_checkpoints(self.output_dir)[self.keep :]:
             old.unlink(missing_ok=True)
+            checksum_path(old).unlink(missing_ok=True)
 
     def resume(self) -> dict[str, Any]:
         """Restore the newest readable checkpoint into the model, optimizer, ... and RNGs.

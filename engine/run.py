@@ -24,12 +24,13 @@ from torch import Tensor, nn
 
 from engine import distributed as dist
 from engine.amp import make_grad_scaler
-from engine.checkpoint import Checkpointer
+from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.config import SolverConfig, save_config
 from engine.errors import UserError
 from engine.io import atomic_write_json
 from engine.loop import LoopOptions, train_loop
 from engine.metrics import MetricsLogger
+from engine.rundir import claim_run_dir
 from engine.seeding import deterministic_mode, seed_everything
 from engine.solver import WarmupMultiStepLR, build_optimizer
 
@@ -92,10 +93,11 @@ def run_process(cfg: Any) -> Iterator[torch.device]:
             dist.cleanup()
 
 
-def run_training(task: Task, resume: bool = False) -> dict[str, Any]:
+def run_training(task: Task, resume: bool = False, restart: bool = False) -> dict[str, Any]:
     """Train ``task`` (a whole run, or its rest after ``--resume``); rank 0 writes the files.
 
-    Launched by ``torchrun``, every process runs this.
+    Launched by ``torchrun``, every process runs this. The run owns its ``output_dir``
+    (``engine.rundir``): a folder holding another run needs ``resume`` or ``restart``.
 
     Returns:
         The loop's final metrics, with "eval" = the test results of the final model.
@@ -105,35 +107,42 @@ def run_training(task: Task, resume: bool = False) -> dict[str, Any]:
             loop (see engine.loop).
     """
     cfg = task.cfg
-    with run_process(cfg) as device:
-        task.preflight()
-        out, batch = Path(cfg.output_dir), per_process_batch(cfg.solver)
-        model = task.build_model(device)
-        ddp = dist.wrap_ddp(model, device)
-        optimizer, schedule = build_solver(cfg.solver, model)
-        amp = amp_dtype(cfg.solver, device)
-        scaler = make_grad_scaler(amp, device)
-        checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
-        start = _resume(checkpointer) if resume else 0
-        if dist.is_main():
-            save_config(cfg, out / "config.yaml")
-        batches = task.train_batches(batch, start)
-        logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
-                               tensorboard=cfg.tensorboard)  # fmt: skip
-        try:
-            final = train_loop(
-                ddp, optimizer, schedule, batches, task.step, loop_options(cfg, amp),
-                start_iter=start, scaler=scaler, checkpointer=checkpointer, logger=logger,
-                eval_fn=lambda: task.evaluate(model, device),
-            )  # fmt: skip
-        finally:
-            logger.close()
-        if dist.is_main():
-            task.save_final(out, model, cfg.solver.max_iter)
-            results = final.get("eval", {})
-            write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
-                               "model_final.pth")  # fmt: skip
-        return final
+    out = Path(cfg.output_dir)
+    with run_process(cfg) as device, claim_run_dir(out, resume, restart, dist.is_main()):
+        return _train(task, resume, device)
+
+
+def _train(task: Task, resume: bool, device: torch.device) -> dict[str, Any]:
+    """The steps of one run, inside its process set-up and its claim on ``output_dir``."""
+    cfg = task.cfg
+    task.preflight()
+    out, batch = Path(cfg.output_dir), per_process_batch(cfg.solver)
+    model = task.build_model(device)
+    ddp = dist.wrap_ddp(model, device)
+    optimizer, schedule = build_solver(cfg.solver, model)
+    amp = amp_dtype(cfg.solver, device)
+    scaler = make_grad_scaler(amp, device)
+    checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
+    start = _resume(checkpointer) if resume else 0
+    if dist.is_main():
+        save_config(cfg, out / "config.yaml")
+    batches = task.train_batches(batch, start)
+    logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
+                           tensorboard=cfg.tensorboard)  # fmt: skip
+    try:
+        final = train_loop(
+            ddp, optimizer, schedule, batches, task.step, loop_options(cfg, amp),
+            start_iter=start, scaler=scaler, checkpointer=checkpointer, logger=logger,
+            eval_fn=lambda: task.evaluate(model, device),
+        )  # fmt: skip
+    finally:
+        logger.close()
+    if dist.is_main():
+        task.save_final(out, model, cfg.solver.max_iter)
+        results = final.get("eval", {})
+        write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
+                           "model_final.pth")  # fmt: skip
+    return final
 
 
 def evaluate_checkpoint(task: Task, weights: str) -> dict[str, Any]:
@@ -167,8 +176,18 @@ def write_eval_results(
 
 
 def _resume(checkpointer: Checkpointer) -> int:
+    """The iteration to continue from; 0 (with a warning) when there is no checkpoint yet.
+
+    Raises:
+        UserError: there are checkpoints but none of them can be read.
+    """
     state = checkpointer.resume()
     if not state:
+        if list_checkpoints(checkpointer.output_dir):
+            raise UserError(
+                f"--resume: no checkpoint in {checkpointer.output_dir} can be read (see the "
+                "warnings above); --restart moves them aside and starts over"
+            )
         warnings.warn(
             f"--resume: no checkpoint in {checkpointer.output_dir}; starting at 0", stacklevel=3
         )

@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
     stages = [
         ("make-dataset", ["--format", "voc", "--out", str(data), "--num-images",
                           str(args.num_images), "--seed", "0", "--crops"]),
-        ("pretrain", ["--config", PRETRAIN_CONFIG, "--set", f"output_dir={out}/pretrain",
+        ("pretrain", ["--config", PRETRAIN_CONFIG, "--restart", "--set", f"output_dir={out}/pretrain",
                       f"data.train.root={data}/crops", f"data.test.root={data}/crops",
                       *args.pretrain_overrides]),
-        ("train", ["--config", DETECTION_CONFIG, "--set", f"output_dir={out}/detector",
+        ("train", ["--config", DETECTION_CONFIG, "--restart", "--set", f"output_dir={out}/detector",
                    f"model.backbone.weights={out}/pretrain/backbone.pth",
                    f"data.train.root={data}/VOC2007", f"data.test.root={data}/VOC2007",
                    *args.overrides]),

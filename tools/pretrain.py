@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
     )
     parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over in an output_dir that holds a run (its files move to previous/)",
+    )
+    parser.add_argument(
         "--eval-only", action="store_true", help="only evaluate --weights on the test split"
     )
     parser.add_argument(
@@ -47,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
             "--weights goes with --eval-only; to start training from weights, "
             "--set model.backbone.weights=FILE"
         )
-    final = pretrain(cfg, resume=args.resume)
+    final = pretrain(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, "eval": final.get("eval", {})})
     return 0

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
     )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over in an output_dir that holds a run (its files move to previous/)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from detection.train import headline, train_detector
 
     cfg = load_config(args.config, args.overrides)
-    final = train_detector(cfg, resume=args.resume)
+    final = train_detector(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
     return 0

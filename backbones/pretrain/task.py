@@ -309,9 +309,9 @@ class ClassificationTask:
         atomic_torch_save({"model": features, "meta": meta}, out / "backbone.pth")
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False) -> dict[str, Any]:
+def pretrain(cfg: PretrainConfig, resume: bool = False, restart: bool = False) -> dict[str, Any]:
     """Train the classifier of ``cfg``; see ``engine.run.run_training``."""
-    return run_training(ClassificationTask(cfg), resume)
+    return run_training(ClassificationTask(cfg), resume, restart)
 
 
 def evaluate_weights(cfg: PretrainConfig, weights: str) -> dict[str, Any]:

@@ -167,7 +167,9 @@ def test_corrupt_jpeg_is_skipped_with_a_warning_or_fatal(
     # one epoch per iteration (33 files, batch 32): the broken file is met in most of them
     skipped = [m for m in _metrics(tmp_path / "out") if "loss_cls" in m][-1]["num_skipped_images"]
     assert 1 <= skipped <= 4
-    code = main(["pretrain", "--config", str(cfg), "--set", "data.skip_bad_images=false"])
+    code = main(
+        ["pretrain", "--config", str(cfg), "--restart", "--set", "data.skip_bad_images=false"]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.strip() == (

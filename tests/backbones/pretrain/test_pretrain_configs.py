@@ -26,7 +26,7 @@ PAPER_RUNS = [
 def test_every_paper_run_has_a_config() -> None:
     names = {p.stem for p in RUNS}
     assert set(PAPER_RUNS) <= names
-    assert names - set(PAPER_RUNS) == {"shapes_demo"}
+    assert names - set(PAPER_RUNS) == {"shapes_demo", "resnet18_w16_cifar10jpg"}
 
 
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: p.stem)
