@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from engine.checkpoint import Checkpointer, atomic_torch_save, list_checkpoints
+from engine.checkpoint import Checkpointer, list_checkpoints, load_latest
+from engine.io import atomic_torch_save
 from engine.solver import WarmupMultiStepLR, build_optimizer
 
 
@@ -105,3 +106,29 @@ def test_failed_write_leaves_previous_file_intact(tmp_path: Path, monkeypatch) -
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_1.pth"]
+
+
+def test_a_flipped_bit_is_named_and_the_previous_checkpoint_used(tmp_path: Path) -> None:
+    model, opt, sched = _parts(0)
+    ckpt = Checkpointer(tmp_path, model, opt, sched, keep=3)
+    for it in (1, 2):
+        _train_step(model, opt, sched)
+        ckpt.save(it)
+    assert (tmp_path / "checkpoint_2.pth.sha256").is_file()
+    newest = tmp_path / "checkpoint_2.pth"
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one bit, inside the tensor data: torch.load alone accepts it
+    newest.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"checkpoint_2.pth cannot be read .*SHA-256 differs"):
+        loaded = load_latest(tmp_path)
+    assert loaded is not None and loaded[1].name == "checkpoint_1.pth"
+
+
+def test_pruning_removes_the_checksums_too(tmp_path: Path) -> None:
+    model, opt, sched = _parts(0)
+    ckpt = Checkpointer(tmp_path, model, opt, sched, keep=1)
+    for it in (1, 2):
+        ckpt.save(it)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == [
+        "checkpoint_2.pth", "checkpoint_2.pth.sha256"
+    ]  # fmt: skip
