@@ -15,8 +15,10 @@ Conventions:
 * ``image_id`` is the JSON's integer id; the image is ``<image root>/<file_name>``.
 
 Bad input raises :class:`UserError` naming the file: missing or malformed JSON, a missing
-``images``/``categories`` list, an annotation of an unknown image or category, a bbox that is
-not four numbers, a category name missing from ``class_names``.
+``images``/``categories`` list, an entry that is not an object, an image id that is not an
+integer or appears twice, a width or height that is not a positive integer, an annotation of
+an unknown image or category, a bbox that is not four finite numbers, a category name missing
+from ``class_names``.
 """
 
 from __future__ import annotations
@@ -145,11 +147,28 @@ def read_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
     data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict):
         raise UserError(f"{ann_file}: expected a JSON object with 'images' and 'categories'")
-    for key in ("images", "categories"):
+    if data.get("annotations") is None:
+        data["annotations"] = []  # image_info_*.json (test sets) have none
+    for key in ("images", "categories", "annotations"):
         if not isinstance(data.get(key), list):
             raise UserError(f"{ann_file}: missing the '{key}' list")
-    data.setdefault("annotations", [])  # image_info_*.json (test sets) have none
+        for k, entry in enumerate(data[key]):
+            if not isinstance(entry, dict):
+                raise UserError(f"{ann_file}: {key}[{k}] is {entry!r}; expected an object")
+    _check_image_ids(data["images"], ann_file)
     return data
+
+
+def _check_image_ids(images: list[dict[str, Any]], ann_file: str | os.PathLike[str]) -> None:
+    """Every image id an integer, and unique (a repeated id would share its boxes)."""
+    seen: set[int] = set()
+    for k, image in enumerate(images):
+        image_id = image.get("id")
+        if not isinstance(image_id, int) or isinstance(image_id, bool):
+            raise UserError(f"{ann_file}: images[{k}] has id {image_id!r}; expected an integer")
+        if image_id in seen:
+            raise UserError(f"{ann_file}: images[{k}] repeats image id {image_id}")
+        seen.add(image_id)
 
 
 def _meta_from_categories(
@@ -209,16 +228,19 @@ def _record(
     cleaner: BoxCleaner,
 ) -> ImageRecord:
     """One JSON image entry and its annotations -> ImageRecord (xywh -> xyxy, cleaned)."""
-    try:
-        width, height = int(image["width"]), int(image["height"])
-    except (KeyError, TypeError, ValueError):
+    width, height = image.get("width"), image.get("height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
         raise UserError(
-            f"{ann_file}: image {image.get('id')} needs integer width and height"
-        ) from None
+            f"{ann_file}: image {image.get('id')} needs positive integer width and height, "
+            f"got {width!r} x {height!r}"
+        )
+    assert isinstance(width, int) and isinstance(height, int)
     boxes = np.zeros((len(anns), 4), np.float32)
     for k, ann in enumerate(anns):
         try:
             x, y, w, h = (float(v) for v in ann["bbox"])
+            if not all(np.isfinite((x, y, w, h))):
+                raise ValueError("not finite")
         except (KeyError, TypeError, ValueError):
             raise UserError(
                 f"{ann_file}: annotation {ann.get('id')} bbox is not [x, y, w, h] numbers"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -102,3 +103,37 @@ def test_2014_and_2017_layouts(tmp_path: Path) -> None:
         resolve_ann_file(root, "annotations/instances_x.json")
     with pytest.raises(UserError, match="needs ann_file"):
         resolve_ann_file(root, "")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["images"].append(dict(d["images"][0])), r"images\[\d\] repeats image id 1"),
+        (lambda d: d["images"][0].update(width=0), "image 1 needs positive integer width"),
+        (lambda d: d["images"][0].update(height=-3), "needs positive integer width and height"),
+        (lambda d: d["images"][0].update(id=[1]), r"images\[0\] has id \[1\]; expected an integer"),
+        (lambda d: d.update(annotations=[7]), r"annotations\[0\] is 7; expected an object"),
+        (lambda d: d["annotations"][0].update(bbox=[1, 2, "inf", 3]), "bbox is not"),
+    ],
+)
+def test_malformed_entries_are_named(coco_tree: Path, change, message: str) -> None:
+    data = json.loads((coco_tree / "instances_tiny.json").read_text())
+    change(data)
+    path = coco_tree / "changed.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=message):
+        load_coco(str(path), str(coco_tree / "images"))
+
+
+def test_null_annotations_and_infinity(coco_tree: Path) -> None:
+    data = json.loads((coco_tree / "instances_tiny.json").read_text())
+    data["annotations"] = None  # a test-set file written carelessly: no boxes, no crash
+    (coco_tree / "null.json").write_text(json.dumps(data))
+    records, _ = load_coco(str(coco_tree / "null.json"), str(coco_tree / "images"))
+    assert all(len(r.boxes) == 0 for r in records)
+    text = (
+        (coco_tree / "instances_tiny.json").read_text().replace('"width": 40', '"width": Infinity')
+    )
+    (coco_tree / "inf.json").write_text(text)
+    with pytest.raises(UserError, match=r"inf.json: Infinity is not a JSON number"):
+        load_coco(str(coco_tree / "inf.json"), str(coco_tree / "images"))
