@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from backbones.config import BackboneConfig
 from engine import config as engine_config
-from engine.config import RunConfig, SolverConfig, choices
+from engine.config import RunConfig, SolverConfig, at_least, choices
 
 
 @dataclass
@@ -124,7 +124,7 @@ class DataConfig:
 @dataclass
 class InputConfig:
     min_size_train: list[int] = field(  # shorter side when training, one picked per image
-        default_factory=lambda: [600]
+        default_factory=lambda: [600], metadata=at_least(1, nonempty=True)
     )
     max_size_train: int = 1000  # cap on the longer side when training
     min_size_test: int = 600  # shorter side when testing
@@ -143,7 +143,9 @@ class InputConfig:
 
 @dataclass
 class TestConfig:
-    eval_period: int = 0  # evaluate every this many iterations (0: only at the end)
+    eval_period: int = field(  # evaluate every this many iterations (0: only at the end)
+        default=0, metadata=at_least(0)
+    )
     metrics: list[str] = field(  # evaluators: voc07 (11-point), voc (area), coco (mAP@[.5,.95])
         default_factory=lambda: ["voc07", "coco"], metadata=choices("voc07", "voc", "coco")
     )

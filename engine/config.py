@@ -35,12 +35,20 @@ def choices(*values: str) -> dict[str, tuple[str, ...]]:
     return {"choices": values}
 
 
+def at_least(low: float, nonempty: bool = False) -> dict[str, Any]:
+    """Field metadata: the smallest allowed number (of each item of a list, which must not be
+    empty with ``nonempty``); ``at_least(0)`` for periods where 0 means off."""
+    return {"min": low, "nonempty": nonempty}
+
+
 # ----------------------------------------------------------------------------- shared sections
 @dataclass
 class SolverConfig:
     base_lr: float = 0.02  # learning rate for the global batch `ims_per_batch`
-    max_iter: int = 90000  # training iterations
-    ims_per_batch: int = 16  # global batch size (all processes together), as in Detectron2
+    max_iter: int = field(default=90000, metadata=at_least(0))  # training iterations
+    ims_per_batch: int = field(  # global batch size (all processes together), as in Detectron2
+        default=16, metadata=at_least(1)
+    )
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0001  # L2 weight decay
     weight_decay_norm: float = 0.0  # weight decay on normalisation parameters
@@ -54,7 +62,9 @@ class SolverConfig:
     )
     warmup_error: float = 0.8  # until_error: leave warm-up once the training error is below this
     clip_grad_norm: float = 0.0  # clip the global gradient norm to this value; 0 = off
-    checkpoint_period: int = 5000  # iterations between checkpoints (and one at the end)
+    checkpoint_period: int = field(  # iterations between checkpoints (and one at the end); 0 off
+        default=5000, metadata=at_least(0)
+    )
     amp: bool = False  # automatic mixed precision on CUDA (ignored on CPU)
     amp_dtype: str = field(default="bf16", metadata=choices("bf16", "fp16"))  # AMP dtype
     on_nonfinite: str = field(  # a NaN/inf loss stops the run, or skips the batch
@@ -72,7 +82,7 @@ class RunConfig:
         default="auto", metadata=choices("auto", "cpu", "cuda")
     )
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
-    log_period: int = 20  # iterations between metrics.jsonl lines
+    log_period: int = field(default=20, metadata=at_least(1))  # iterations between log lines
     tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
     trust_weights: bool = False  # unpickle weights files fully (can run code in them: own files)
 
@@ -202,8 +212,10 @@ def _coerce(value: Any, kind: Any, where: str, metadata: Any = None) -> Any:
             value = list(value)
         if not isinstance(value, list):
             raise UserError(f"{where} expects a list, got {value!r}")
+        if not value and (metadata or {}).get("nonempty"):
+            raise UserError(f"{where} expects a non-empty list")
         (item_kind,) = typing.get_args(kind)
-        return [_coerce(v, item_kind, where, metadata) for v in value]  # choices apply per item
+        return [_coerce(v, item_kind, where, metadata) for v in value]  # checks apply per item
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported config annotation {kind}")
     ok = {
@@ -217,6 +229,9 @@ def _coerce(value: Any, kind: Any, where: str, metadata: Any = None) -> Any:
     choices = (metadata or {}).get("choices")
     if choices and value not in choices:
         raise UserError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    low = (metadata or {}).get("min")
+    if low is not None and not value >= low:  # also refuses NaN
+        raise UserError(f"{where} must be at least {low}, got {value!r}")
     return float(value) if kind is float else value
 
 

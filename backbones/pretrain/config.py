@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from backbones.config import BackboneConfig
 from engine import config as engine_config
-from engine.config import RunConfig, SolverConfig, choices
+from engine.config import RunConfig, SolverConfig, at_least, choices
 
 
 @dataclass
@@ -28,7 +28,9 @@ class ClassDatasetConfig:
 
 @dataclass
 class PretrainTestConfig:
-    eval_period: int = 0  # evaluate every this many iterations (0: only at the end)
+    eval_period: int = field(  # evaluate every this many iterations (0: only at the end)
+        default=0, metadata=at_least(0)
+    )
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,19 @@ def test_exponent_floats_read_as_floats(tmp_path):
     # plain YAML 1.1 would read "1e-3" as a string; configs write lrs like that all the time
     cfg = load_config(write(tmp_path / "lr.yaml", "solver:\n  base_lr: 1e-3\n"))
     assert cfg.solver.base_lr == 0.001
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("log_period=0", "key 'log_period' must be at least 1, got 0"),
+        ("solver.ims_per_batch=0", "key 'solver.ims_per_batch' must be at least 1"),
+        ("solver.checkpoint_period=-5", "must be at least 0, got -5"),
+        ("input.min_size_train=[]", "key 'input.min_size_train' expects a non-empty list"),
+        ("input.min_size_train=[600,0]", "key 'input.min_size_train' must be at least 1, got 0"),
+        ("test.eval_period=-1", "key 'test.eval_period' must be at least 0"),
+    ],
+)
+def test_values_are_range_checked_at_load(override: str, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(None, [override])
