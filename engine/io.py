@@ -89,15 +89,18 @@ def read_text(path: str | os.PathLike[str], what: str = "file") -> str:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
-def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
-    """The parsed JSON of ``path`` (NaN / Infinity refused: they are not JSON).
+def read_json(
+    path: str | os.PathLike[str], what: str = "JSON file", allow_nan: bool = False
+) -> Any:
+    """The parsed JSON of ``path``; NaN / Infinity (not JSON) are refused unless
+    ``allow_nan`` (for a caller that names the entry holding one itself).
 
     Raises:
         UserError: missing file, bad encoding or malformed JSON (with line and column).
     """
     text = read_text(path, what)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path}: malformed JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"

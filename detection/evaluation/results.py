@@ -20,6 +20,7 @@ import numpy as np
 from detection.evaluation.voc import ClassDetections, to_voc_boxes
 from detection.structures import Detections
 from engine.errors import UserError
+from engine.io import read_json
 
 VOC_RESULT_PREFIX = "comp4_det_"
 VOC_SERVER_DIR = "results/VOC2012/Main"  # layout inside the tarball the VOC2012 server takes
@@ -349,11 +350,5 @@ def load_coco_results(
     strict: bool = False,
 ) -> list[dict[str, object]]:
     """Reads and checks a COCO results JSON (see :func:`validate_coco_results`)."""
-    file = Path(path)
-    try:
-        entries = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{file}: results file not found") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: not valid JSON ({exc})") from None
-    return validate_coco_results(entries, str(file), image_ids, category_ids, strict)
+    entries = read_json(path, "results file", allow_nan=True)  # validation names the entry
+    return validate_coco_results(entries, str(path), image_ids, category_ids, strict)

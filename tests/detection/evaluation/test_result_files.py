@@ -181,7 +181,7 @@ def test_coco_validation_structure_errors(tmp_path):
         validate_coco_results({"a": 1}, "r", {1}, {3})
     bad = tmp_path / "bad.json"
     bad.write_text("[{")
-    with pytest.raises(UserError, match=r"bad\.json: not valid JSON"):
+    with pytest.raises(UserError, match=r"bad\.json: malformed JSON \(line 1, column 3\)"):
         load_coco_results(bad, {1}, {3})
     with pytest.raises(UserError, match="results file not found"):
         load_coco_results(tmp_path / "none.json", {1}, {3})
