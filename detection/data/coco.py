@@ -156,6 +156,13 @@ def read_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
             if not isinstance(entry, dict):
                 raise UserError(f"{ann_file}: {key}[{k}] is {entry!r}; expected an object")
     _check_image_ids(data["images"], ann_file)
+    for k, category in enumerate(data["categories"]):
+        cat_id, name = category.get("id"), category.get("name")
+        if not (isinstance(cat_id, int) and not isinstance(cat_id, bool) and isinstance(name, str)):
+            raise UserError(
+                f"{ann_file}: categories[{k}] needs an integer 'id' and a 'name' string, got "
+                f"id {cat_id!r}, name {name!r}"
+            )
     return data
 
 

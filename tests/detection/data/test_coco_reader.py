@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from detection.data.cleaning import DataWarning
-from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
+from detection.data.coco import (
+    coco_image_root,
+    load_coco,
+    read_coco_json,
+    read_coco_meta,
+    resolve_ann_file,
+)
 from engine.errors import UserError
 
 
@@ -137,3 +143,10 @@ def test_null_annotations_and_infinity(coco_tree: Path) -> None:
     (coco_tree / "inf.json").write_text(text)
     with pytest.raises(UserError, match=r"inf.json: Infinity is not a JSON number"):
         load_coco(str(coco_tree / "inf.json"), str(coco_tree / "images"))
+
+
+def test_a_category_without_a_name_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"images": [], "categories": [{"id": 1}]}))
+    with pytest.raises(UserError, match=r"categories\[0\] needs an integer 'id' and a 'name'"):
+        read_coco_json(path)
