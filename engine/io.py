@@ -25,21 +25,47 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
 
     Returns:
         ``path`` as a Path.
+
+    Raises:
+        UserError: the folder cannot be created or written (read-only, full disk, a file in
+            the way); the temp file is removed and an existing ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "write failed"
+        raise UserError(f"{path}: cannot write ({reason}; the previous file is kept)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    """torch.save reports a full disk as a RuntimeError from its zip writer."""
+    text = str(exc)
+    return "inline_container" in text or "unexpected pos" in text or "write" in text.lower()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

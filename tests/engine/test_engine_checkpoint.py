@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.checkpoint import Checkpointer, list_checkpoints, load_latest
+from engine.errors import UserError
 from engine.io import atomic_torch_save
 from engine.solver import WarmupMultiStepLR, build_optimizer
 
@@ -101,7 +102,7 @@ def test_failed_write_leaves_previous_file_intact(tmp_path: Path, monkeypatch) -
         raise OSError("No space left on device")
 
     monkeypatch.setattr(torch, "save", torn_save)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(UserError, match=r"checkpoint_1.pth: cannot write .*previous file is kept"):
         atomic_torch_save({"x": torch.zeros(2)}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
@@ -132,3 +133,32 @@ def test_pruning_removes_the_checksums_too(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*")) == [
         "checkpoint_2.pth", "checkpoint_2.pth.sha256"
     ]  # fmt: skip
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    path = tmp_path / "checkpoint_1.pth"
+    atomic_torch_save({"x": torch.ones(2)}, path)
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(UserError, match=r"checkpoint_1.pth: cannot write \(No space left on de"):
+        atomic_torch_save({"x": torch.zeros(2)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_files_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_torch_save({"x": torch.ones(1)}, tmp_path / "a.pth")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.pth").stat().st_mode & 0o777 == 0o644
