@@ -63,8 +63,10 @@ def claim_run_dir(out: Path, resume: bool, restart: bool, main: bool = True) -> 
     if resume and restart:
         raise UserError("--resume continues a run and --restart starts it over: pick one")
     _check_folder(out)
-    if main:  # the other ranks would see rank 0's own lock
-        _check_lock(out / LOCK)
+    if not main:  # rank 0 decides (the others would race with its lock and its first files)
+        yield
+        return
+    _check_lock(out / LOCK)
     earlier = run_files(out)
     if earlier and not (resume or restart):
         names = ", ".join(p.name for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
@@ -72,9 +74,6 @@ def claim_run_dir(out: Path, resume: bool, restart: bool, main: bool = True) -> 
             f"output_dir {out} holds a run ({names}): --resume continues it, --restart moves it "
             f"to {out}/previous/ and starts over, or choose another output_dir"
         )
-    if not main:
-        yield
-        return
     if earlier and restart:
         _move_aside(out, earlier)
     _remove_temp_files(out)
