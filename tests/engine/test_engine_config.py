@@ -140,3 +140,10 @@ def test_exponent_floats_read_as_floats(tmp_path):
 def test_values_are_range_checked_at_load(override: str, message: str) -> None:
     with pytest.raises(UserError, match=re.escape(message)):
         load_config(None, [override])
+
+
+def test_non_utf8_config_is_one_line(tmp_path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("output_dir: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1.yaml: not UTF-8 text \(byte 15\)"):
+        load_config(path)
