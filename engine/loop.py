@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from engine import distributed as dist
 from engine.amp import autocast
-from engine.checkpoint import Checkpointer
+from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.errors import RunStopped
 from engine.metrics import MetricsLogger
 from engine.solver import WarmupMultiStepLR
@@ -239,8 +239,10 @@ def _on_nonfinite(
     if policy == "skip":
         return
     terms = ", ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k.startswith("loss"))
-    kept = checkpointer.output_dir if checkpointer is not None else None
-    where = f"; the last good checkpoint in {kept} is kept" if kept is not None else ""
+    saved = list_checkpoints(checkpointer.output_dir) if checkpointer is not None else []
+    where = f"; the last good checkpoint, {saved[0]}, is kept" if saved else ""
+    if checkpointer is not None and not saved:
+        where = "; no checkpoint was written yet (lower solver.base_lr or add warm-up)"
     raise NonFiniteLossError(f"non-finite loss at iteration {iteration}: {terms}{where}")
 
 
