@@ -66,11 +66,21 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     shape_mismatch: list[str] = field(default_factory=list)
     classifier_loaded: bool = True
+    loaded: int = 0  # tensors copied into the model
 
     @property
     def ok(self) -> bool:
         """True when every model key was loaded from a matching source key."""
         return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def summary(self) -> str:
+        """One line for the log: what was loaded and what was not, and why."""
+        parts = [f"{self.loaded} tensors loaded ({self.format} format)"]
+        if not self.classifier_loaded:
+            parts.append("classifier not loaded (the model keeps its own)")
+        if not self.ok:
+            parts.append(self.describe())
+        return "; ".join(parts)
 
     def describe(self) -> str:
         """The problems on one line, long lists truncated."""
@@ -434,6 +444,7 @@ def _load_state(
         else:
             loadable[key] = value
     model.load_state_dict(loadable, strict=False)
+    report.loaded = len(loadable)
     return report
 
 

@@ -9,9 +9,11 @@ logger that does nothing.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
+import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +34,8 @@ class MetricsLogger:
             ``metrics.jsonl`` after it are dropped so the file reads as one run.
         enabled: False on ranks other than 0.
         tensorboard: also write TensorBoard events (one warning if it is not installed).
-        progress: draw a tqdm bar (tqdm turns itself off when stderr is not a terminal).
+        progress: a tqdm bar on a terminal; elsewhere (a log file, a batch job) one line per
+            ``metrics.jsonl`` line on stderr: iteration, losses, lr, s/iter, ETA.
     """
 
     def __init__(
@@ -56,8 +59,9 @@ class MetricsLogger:
         _truncate_after(self.path, start_iter)
         if tensorboard:
             self._writer = _tensorboard_writer(self.path.parent / "tb")
-        if progress:
-            self._bar = tqdm(total=max_iter, initial=start_iter, dynamic_ncols=True, disable=None)
+        self._plain = progress and not sys.stderr.isatty()
+        if progress and not self._plain:
+            self._bar = tqdm(total=max_iter, initial=start_iter, dynamic_ncols=True)
 
     def put(self, scalars: dict[str, float]) -> None:
         """Record one iteration's scalars (averaged at the next :meth:`write`)."""
@@ -76,6 +80,8 @@ class MetricsLogger:
         if "time" in line:
             line["eta_seconds"] = round(line["time"] * max(self.max_iter - iteration, 0), 1)
         line.update(extra or {})
+        if self.enabled and self._plain:
+            print(progress_line(line, self.max_iter), file=sys.stderr, flush=True)
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(line, allow_nan=True) + "\n")
@@ -98,6 +104,40 @@ class MetricsLogger:
             self._bar.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def progress_line(line: dict[str, Any], max_iter: int) -> str:
+    """One metrics line for a log file, like Detectron2's: ``iter 40/2000  total_loss 1.23
+    loss_cls 0.456  lr 0.02  0.71 s/it  eta 0:23:11`` (an evaluation: its numbers)."""
+    head = f"iter {line['iter']}/{max_iter}"
+    if "eval" in line:
+        flat = _flatten(line["eval"])
+        shown = [
+            f"{k} {_short(v)}" for k, v in flat.items() if not k.endswith(("images", "_seconds"))
+        ]
+        return f"{head}  eval: " + "  ".join(shown[:8])
+    losses = [
+        f"{k} {_short(v)}" for k, v in line.items() if k.endswith("loss") or k.startswith("loss")
+    ]
+    tail = [f"lr {line['lr']:.4g}"] if "lr" in line else []
+    if "time" in line:
+        tail.append(f"{line['time']:.2f} s/it")
+    if "eta_seconds" in line:
+        tail.append(f"eta {datetime.timedelta(seconds=int(line['eta_seconds']))}")
+    return "  ".join([head, *losses, *tail])
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, float]:
+    """Numbers of a nested result dict, keyed by dotted path (per-class tables left out)."""
+    if isinstance(tree, int | float) and not isinstance(tree, bool):
+        return {prefix: float(tree)}
+    if not isinstance(tree, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if key != "per_class":
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
 
 def _short(value: float) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +55,19 @@ def _load(command: str) -> Any:
         raise
 
 
+def _show_library_messages() -> None:
+    """The packages' INFO messages (which weights were loaded, ...) on stderr, rank 0 only."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("resdet: %(message)s"))
+    for name in ("engine", "backbones", "detection"):
+        package = logging.getLogger(name)
+        if not package.handlers:
+            package.setLevel(logging.INFO)
+            package.addHandler(handler)
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resdet", description="Object detection on residual backbones."
@@ -76,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    _show_library_messages()
     module = _load(args.command)
     if module is None:
         print(f"resdet {args.command}: not built yet in this release", file=sys.stderr)

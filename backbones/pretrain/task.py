@@ -12,6 +12,7 @@ expects (``meta.input``: RGB, the pixel mean/std) and the class names.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +50,8 @@ from engine.run import amp_dtype, evaluate_checkpoint, per_process_batch, run_tr
 from engine.samplers import ResumableBatchSampler
 from engine.solver import TRAIN_ERROR_KEY
 from engine.spec import InputSpec
+
+logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------- model
@@ -245,8 +248,9 @@ class ClassificationTask:
         backbone = self.cfg.model.backbone
         model = build_classifier(backbone, self.cfg.model.num_classes)
         if backbone.weights:  # e.g. fine-tuning from another run
-            load_weights(model, backbone.weights, backbone.weights_format,
-                         trust=self.cfg.trust_weights)  # fmt: skip
+            report = load_weights(model, backbone.weights, backbone.weights_format,
+                                  trust=self.cfg.trust_weights)  # fmt: skip
+            logger.info("weights %s: %s", backbone.weights, report.summary())
         self._step = make_train_step(device, self.cfg.channels_last)
         return prepare_model(model, device, self.cfg.channels_last)
 

@@ -97,7 +97,7 @@ def build_detection_backbone(
         if expected_input is not None:
             check_input_spec(source, bcfg.weights, expected_input)
         report = load_weights(backbone, source, bcfg.weights_format, skip_classifier=True)
-        logger.info("backbone weights %s (%s format) loaded", bcfg.weights, report.format)
+        logger.info("backbone weights %s: %s", bcfg.weights, report.summary())
     return backbone
 
 

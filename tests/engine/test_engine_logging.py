@@ -64,3 +64,24 @@ def test_tensorboard_events_or_one_warning(tmp_path: Path, monkeypatch) -> None:
     log.put({"loss": 1.0})
     log.write(1)
     assert _lines(tmp_path / "tb_off") == [{"iter": 1, "loss": 1.0}]
+
+
+def test_progress_line_for_a_log_file() -> None:
+    from engine.metrics import progress_line
+
+    line = {"iter": 40, "loss_cls": 0.4561, "total_loss": 1.234, "lr": 0.02, "time": 0.714,
+            "data_time": 0.01, "eta_seconds": 1391.0, "num_skipped_images": 0}  # fmt: skip
+    assert progress_line(line, 2000) == (
+        "iter 40/2000  loss_cls 0.456  total_loss 1.23  lr 0.02  0.71 s/it  eta 0:23:11"
+    )
+    evaluation = {"iter": 50, "eval": {"voc07": {"mAP": 0.8481, "per_class": {"a": 0.9}},
+                                       "num_images": 80}}  # fmt: skip
+    assert progress_line(evaluation, 50) == "iter 50/50  eval: voc07.mAP 0.848"
+
+
+def test_log_lines_go_to_stderr_when_it_is_not_a_terminal(tmp_path, capsys) -> None:
+    logger = MetricsLogger(tmp_path, max_iter=4)
+    logger.put({"total_loss": 1.0, "time": 0.5, "lr": 0.1})
+    logger.write(2)
+    logger.close()
+    assert capsys.readouterr().err.startswith("iter 2/4  total_loss 1  lr 0.1  0.50 s/it")
