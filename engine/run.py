@@ -13,6 +13,7 @@ Every run writes ``eval_results.json`` in one layout::
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import yaml
 from torch import Tensor, nn
 
 from engine import distributed as dist
@@ -125,6 +127,8 @@ def _train(task: Task, resume: bool, device: torch.device) -> dict[str, Any]:
     checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
     start = _resume(checkpointer) if resume else 0
     if dist.is_main():
+        if resume:
+            warn_changed_schedule(out / "config.yaml", cfg)
         save_config(cfg, out / "config.yaml")
     batches = task.train_batches(batch, start)
     logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
@@ -192,6 +196,23 @@ def _resume(checkpointer: Checkpointer) -> int:
             f"--resume: no checkpoint in {checkpointer.output_dir}; starting at 0", stacklevel=3
         )
     return int(state.get("iteration", 0))
+
+
+def warn_changed_schedule(previous: Path, cfg: Any) -> None:
+    """``--resume`` with other ``solver`` values than the run had: one warning naming them
+    (a longer max_iter or moved steps is allowed, but should not pass without a word)."""
+    if not previous.is_file():
+        return
+    try:
+        old = yaml.safe_load(previous.read_text()).get("solver", {})
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
+        return
+    new = dataclasses.asdict(cfg.solver)
+    changed = [
+        f"solver.{k} {old[k]!r} -> {v!r}" for k, v in new.items() if k in old and old[k] != v
+    ]
+    if changed:
+        warnings.warn(f"--resume with a changed schedule: {', '.join(changed)}", stacklevel=3)
 
 
 def per_process_batch(solver: SolverConfig) -> int:

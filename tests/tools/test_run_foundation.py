@@ -64,3 +64,11 @@ def test_backbone_input_that_differs_is_a_one_line_warning(shapes_voc: Path, tmp
         "config feeds RGB mean (123.7, 116.3, 103.5) std (1, 1, 1) (input.format / pixel_mean "
         "/ pixel_std)"
     ]
+
+
+def test_resume_with_a_changed_schedule_says_so(shapes_voc: Path, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(QUICKSTART), *tiny_overrides(shapes_voc, out)]) == 0
+    longer = tiny_overrides(shapes_voc, out, **{"solver.max_iter": 8, "solver.steps": "[7]"})
+    with pytest.warns(UserWarning, match=r"changed schedule: solver.max_iter 6 -> 8, solver.steps"):
+        assert main(["train", "--config", str(QUICKSTART), "--resume", *longer]) == 0
