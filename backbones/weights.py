@@ -188,7 +188,7 @@ def read_source(path: str | Path, trust: bool = False) -> dict[str, Any]:
 
 def _refused_global(exc: Exception) -> str:
     """The class the safe unpickler refused, from torch's (many-line) message or ours."""
-    found = re.search(r"(?:Unsupported global: GLOBAL|refused to load) ([\w.]+)", str(exc))
+    found = re.search(r"(?:global: GLOBAL|unsupported GLOBAL|refused to load) ([\w.]+)", str(exc))
     return f"{found.group(1)}" if found else "not a plain checkpoint"
 
 
