@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from engine import distributed as dist
+from engine.errors import UserError
 from engine.io import atomic_torch_save, atomic_write_text
 from engine.seeding import capture_rng_state, restore_rng_state
 
@@ -168,11 +169,18 @@ class Checkpointer:
         loaded = load_latest(self.output_dir)
         if loaded is None:
             return {}
-        state, _ = loaded
-        dist.unwrap(self.model).load_state_dict(state["model"])
-        for name, part in self.parts.items():
-            if part is not None and name in state:
-                part.load_state_dict(state[name])
+        state, path = loaded
+        try:
+            dist.unwrap(self.model).load_state_dict(state["model"])
+            for name, part in self.parts.items():
+                if part is not None and name in state:
+                    part.load_state_dict(state[name])
+        except (RuntimeError, ValueError, KeyError) as exc:  # another model or optimizer
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"--resume: {path} was saved by a different model or solver ({first}); "
+                "--restart starts this config over"
+            ) from None
         self._restore_rng(state.get("rng", []))
         return state
 

@@ -129,6 +129,11 @@ def train_loop(
                 checkpoint(iteration)
             if eval_fn is not None and _due(iteration, options.eval_period, options.max_iter):
                 last["eval"] = _evaluate(model, eval_fn, logger, iteration)
+        if stop.signal is not None:  # it came during the last evaluation: say so, exit 130
+            raise TrainingInterrupted(
+                f"stopped by {stop.signal} during the evaluation after iteration "
+                f"{options.max_iter}; the trained weights are in its checkpoint"
+            )
     if eval_fn is not None and start_iter >= options.max_iter:  # nothing left to train
         last["eval"] = _evaluate(model, eval_fn, logger, options.max_iter)
     return {**last, **{k: int(v) for k, v in counts.items()}}

@@ -97,7 +97,7 @@ def load_voc(
     records = []
     for image_id in image_ids:
         xml_path = os.path.join(root, layout.ann_dir, f"{image_id}.xml")
-        tree = _read_xml(xml_path)
+        tree = _read_xml(xml_path, split_file)
         image_path = find_image(image_dir, image_id, tree.findtext("filename"))
         if check_images and not os.path.isfile(image_path):
             raise UserError(f"{image_path}: image file not found (listed in {split_file})")
@@ -188,11 +188,11 @@ def read_split_file(path: str) -> list[str]:
     return ids
 
 
-def _read_xml(xml_path: str) -> ET.Element:
+def _read_xml(xml_path: str, split_file: str) -> ET.Element:
     try:
         return ET.parse(xml_path).getroot()
     except FileNotFoundError:
-        raise UserError(f"{xml_path}: annotation file not found") from None
+        raise UserError(f"{xml_path}: annotation file not found (listed in {split_file})") from None
     except ET.ParseError as exc:
         raise UserError(f"{xml_path}: malformed XML: {exc}") from None
 

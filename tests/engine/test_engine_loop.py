@@ -156,3 +156,26 @@ def test_grad_clipping_bounds_the_update(tmp_path: Path) -> None:
 
     train_loop(model, opt, sched, iter([None]), step, LoopOptions(1, clip_grad_norm=2.0))
     torch.testing.assert_close(model.weight, torch.full((1, 4), -1.0))  # clipped to norm 2: 1 each
+
+
+def test_sigterm_during_the_final_evaluation_is_reported(tmp_path: Path) -> None:
+    model, opt, sched, ckpt = _setup(tmp_path)
+
+    def evaluate() -> dict[str, Any]:
+        os.kill(os.getpid(), signal.SIGTERM)  # e.g. the scheduler's time limit
+        return {"acc": 1.0}
+
+    with pytest.raises(TrainingInterrupted, match="SIGTERM during the evaluation after iter"):
+        train_loop(model, opt, sched, _batches(), _mse_step, LoopOptions(4), checkpointer=ckpt,
+                   eval_fn=evaluate)  # fmt: skip
+    assert (tmp_path / "checkpoint_4.pth").is_file()  # saved before the evaluation
+
+
+def test_resume_from_another_models_checkpoint_is_one_line(tmp_path: Path) -> None:
+    from engine.errors import UserError
+
+    _run(tmp_path, max_iter=3)
+    other = nn.Sequential(nn.Linear(4, 7))
+    ckpt = Checkpointer(tmp_path, other)
+    with pytest.raises(UserError, match=r"checkpoint_3.pth was saved by a different model"):
+        ckpt.resume()
