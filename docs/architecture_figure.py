@@ -26,7 +26,8 @@ LAYERS = [  # (label, contents, y, x0, width, colour)
      1.4, 0.0, 10.0, "#efe3f3"),
     ("engine/  the task-independent foundation",
      "errors, io, config machinery, distributed, seeding, amp, images + bad-image policy,\n"
-     "samplers, input spec, solver, checkpoints, metrics, the loop, run_training(task)",
+     "samplers, input spec, solver, checkpoints, run directories, metrics, the loop,\n"
+     "run_training(task)",
      0.0, 0.0, 10.0, "#eeeeee"),
 ]  # fmt: skip
 
