@@ -4,7 +4,8 @@
 evaluation, final weights); the loop, checkpoints, logging, seeding and distributed set-up
 are the engine's. Outputs in ``output_dir`` (rank 0 only): ``config.yaml``,
 ``metrics.jsonl``, ``checkpoint_<iter>.pth`` + ``last_checkpoint``, ``model_final.pth``,
-``eval_results.json``, ``coco_results.json`` and ``voc_results/comp4_det_<split>_<class>.txt``.
+``eval_results.json``, ``coco_results.json`` (with ``coco_ground_truth.json`` beside it for a
+VOC-format test split) and ``voc_results/comp4_det_<split>_<class>.txt``.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from detection.modeling.faster_rcnn import FasterRCNN
 from detection.structures import DetectionBatch, ImageRecord
 from engine import distributed as dist
 from engine.amp import autocast
-from engine.io import atomic_torch_save
+from engine.io import atomic_torch_save, atomic_write_json
 from engine.run import amp_dtype, evaluate_checkpoint, run_training
 from engine.spec import InputSpec
+
+COCO_GROUND_TRUTH = "coco_ground_truth.json"  # a VOC-format test split, as COCO annotations
 
 
 def input_spec(inp: InputConfig) -> InputSpec:
@@ -132,6 +135,8 @@ def _coco_evaluator(
         meta = read_coco_meta(ann_file, class_names)
         return COCOEvaluator(ann_file, meta.label_to_category_id, cfg.test.coco_backend, out_json)
     ground_truth = records_to_coco(records, class_names)  # e.g. VOC: scored the COCO way
+    if out is not None:  # so `resdet score` / `submit` can take coco_results.json as well
+        atomic_write_json(out / COCO_GROUND_TRUTH, ground_truth)
     labels = [c["id"] for c in ground_truth["categories"]]
     return COCOEvaluator(ground_truth, labels, cfg.test.coco_backend, out_json)
 

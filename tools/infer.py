@@ -26,7 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="detector checkpoint (model_final.pth)")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="folder for drawn images and JSON")
-    parser.add_argument("--score-thresh", type=float, default=0.5, help="draw/list above this")
+    parser.add_argument(
+        "--score-thresh",
+        type=float,
+        default=0.5,
+        help="draw and list detections scoring at least this (default 0.5; the model keeps "
+        "everything above test.score_thresh, 0.05 by default)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: config)")
 
 

@@ -178,7 +178,9 @@ def find_voc_result_files(
     unknown = sorted(set(found) - set(class_names))
     if unknown:
         raise UserError(
-            f"{found[unknown[0]]}: unknown class {unknown[0]!r}; valid: {', '.join(class_names)}"
+            f"{found[unknown[0]]}: unknown class {unknown[0]!r}; valid: {', '.join(class_names)} "
+            "(a data set with other classes: give its names with --classes, as listed under "
+            "data.class_names in the run's config.yaml)"
         )
     if not found:
         raise UserError(f"{folder}: no {prefix}<class>.txt result files")

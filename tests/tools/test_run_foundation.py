@@ -72,3 +72,18 @@ def test_resume_with_a_changed_schedule_says_so(shapes_voc: Path, tmp_path) -> N
     longer = tiny_overrides(shapes_voc, out, **{"solver.max_iter": 8, "solver.steps": "[7]"})
     with pytest.warns(UserWarning, match=r"changed schedule: solver.max_iter 6 -> 8, solver.steps"):
         assert main(["train", "--config", str(QUICKSTART), "--resume", *longer]) == 0
+
+
+def test_voc_runs_write_coco_ground_truth_that_score_reads(shapes_voc: Path, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(QUICKSTART), *tiny_overrides(shapes_voc, out)]) == 0
+    capsys.readouterr()
+    args = ["score", "--coco-annotations", str(out / "coco_ground_truth.json"),
+            "--results", str(out / "coco_results.json"), "--json"]  # fmt: skip
+    assert main(args) == 0
+    scored = json.loads(capsys.readouterr().out)
+    evaluated = json.loads((out / "eval_results.json").read_text())["metrics"]["coco"]
+    assert scored["AP"] == pytest.approx(evaluated["AP"], abs=1e-12)
+    assert scored["AP50"] == pytest.approx(evaluated["AP50"], abs=1e-12)
