@@ -298,12 +298,14 @@ def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, A
     result = model.load_state_dict(
         {k: v for k, v in state.items() if k not in mismatched}, strict=False
     )
-    missing = [k for k in result.missing_keys if k not in reinit]
+    # a mis-shaped key was held back from load_state_dict: it is a mismatch, not missing
+    missing = [k for k in result.missing_keys if k not in reinit and k not in mismatched]
     if missing or result.unexpected_keys or mismatched:
-        raise UserError(
-            f"{where} does not fit the model: missing keys {missing[:5]}, unexpected keys "
-            f"{result.unexpected_keys[:5]}, shape mismatches {mismatched[:5]}"
-        )
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in mismatched]
+        problems = [f"{what} {keys[:5]}{' ...' if len(keys) > 5 else ''}" for what, keys in (
+            ("missing keys", missing), ("unexpected keys", result.unexpected_keys),
+            ("shape mismatches (file vs model)", shapes)) if keys]  # fmt: skip
+        raise UserError(f"{where} does not fit the model: {'; '.join(problems)}")
     return reinit
 
 

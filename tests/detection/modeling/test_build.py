@@ -153,3 +153,26 @@ def torchvision_free_resnet18() -> nn.Module:
     from backbones import build_backbone
 
     return build_backbone("resnet18")
+
+
+def test_an_architecture_mismatch_lists_each_key_once(tmp_path) -> None:
+    import torch
+
+    from detection.config import load_config
+    from detection.modeling.build import build_model, load_detector_weights
+    from engine.errors import UserError
+
+    small = ["model.backbone.base_width=8", "model.backbone.weights=", "model.num_classes=5"]
+    cfg = load_config("configs/detection/quickstart.yaml", small)
+    other = load_config(
+        "configs/detection/quickstart.yaml", [*small[1:], "model.backbone.base_width=16"]
+    )
+    torch.save({"model": build_model(other).state_dict()}, tmp_path / "w.pth")
+    with pytest.raises(UserError) as info:
+        load_detector_weights(build_model(cfg), str(tmp_path / "w.pth"))
+    message = str(info.value)
+    assert (
+        "shape mismatches (file vs model) ['backbone.stem.conv1.weight (16, 3, 7, 7) vs (8, 3"
+        in message
+    )
+    assert "missing keys" not in message and "\n" not in message
