@@ -1,4 +1,5 @@
-"""Drawing detections on images with OpenCV (for `resdet infer` and the demo)."""
+"""Drawing boxes on images with OpenCV: detections (`resdet infer`) and ground truth
+(`resdet browse`)."""
 
 from __future__ import annotations
 
@@ -25,18 +26,36 @@ def draw_detections(
 
     Detections below ``score_thresh`` are not drawn; the highest scores are drawn last (on top).
     """
-    canvas = np.ascontiguousarray(image.copy())
     keep = (detections.scores >= score_thresh).nonzero().flatten().tolist()
     keep.sort(key=lambda i: float(detections.scores[i]))
+    labels = [int(detections.labels[i]) for i in keep]
+    captions = [f"{_name(class_names, label)} {float(detections.scores[i]):.2f}"
+                for i, label in zip(keep, labels)]  # fmt: skip
+    return draw_boxes(image, detections.boxes[keep].numpy(), labels, captions)
+
+
+def draw_ground_truth(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
+    class_names: Sequence[str],
+) -> np.ndarray:  # fmt: skip
+    """Annotated boxes (an image record's, original pixels) with their class names; boxes
+    marked difficult / crowd say so."""
+    captions = [_name(class_names, int(label)) + (" (ignored)" if flag else "")
+                for label, flag in zip(labels, ignore)]  # fmt: skip
+    return draw_boxes(image, boxes, [int(v) for v in labels], captions)
+
+
+def draw_boxes(
+    image: np.ndarray, boxes: np.ndarray, labels: Sequence[int], captions: Sequence[str]
+) -> np.ndarray:
+    """Boxes ((N, 4) xyxy pixels), coloured by label, captioned, on a copy of ``image``."""
+    canvas = np.ascontiguousarray(image.copy())
     thickness = max(1, round(max(image.shape[:2]) / 400))
     scale = max(0.35, max(image.shape[:2]) / 1200)
-    for i in keep:
-        x1, y1, x2, y2 = (round(float(v)) for v in detections.boxes[i])
-        label = int(detections.labels[i])
+    for box, label, caption in zip(boxes, labels, captions):
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         color = class_color(label)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
-        name = class_names[label] if label < len(class_names) else str(label)
-        caption = f"{name} {float(detections.scores[i]):.2f}"
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(y1 - th - base - 2, 0)
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)
@@ -45,3 +64,7 @@ def draw_detections(
             (0, 0, 0), 1, cv2.LINE_AA,
         )  # fmt: skip
     return canvas
+
+
+def _name(class_names: Sequence[str], label: int) -> str:
+    return class_names[label] if label < len(class_names) else str(label)

@@ -39,5 +39,5 @@ def test_every_command_has_help(command):
 def test_designs_command_list():
     assert set(COMMANDS) == {
         "pretrain", "train", "eval", "infer", "score", "submit", "make-dataset", "convert",
-        "flops", "benchmark", "demo", "compare", "plot", "split-dataset",
+        "flops", "benchmark", "demo", "compare", "plot", "split-dataset", "browse",
     }  # fmt: skip

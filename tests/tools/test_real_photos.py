@@ -91,3 +91,18 @@ def test_both_pipelines_give_a_truncated_jpeg_the_same_reason(raccoon: Path, tmp
     assert isinstance(item, BadImage) and isinstance(sample, BadSample)
     assert item.reason == f"{torn}: truncated JPEG (no end-of-image marker)"
     assert sample.reason == f"{source}: truncated JPEG (no end-of-image marker)"
+
+
+def test_browse_draws_the_ground_truth(raccoon: Path, tmp_path: Path, capsys) -> None:
+    import cv2
+
+    out = tmp_path / "browse"
+    overrides = raccoon_overrides(raccoon, tmp_path / "unused")
+    assert main(["browse", "--config", str(QUICKSTART), *overrides, "--split", "test",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert capsys.readouterr().out.strip().endswith(f"3 of 3 images of data.test drawn in {out}")
+    test_ids = (raccoon / "ImageSets/Main/test.txt").read_text().split()
+    assert sorted(p.stem for p in out.glob("*.jpg")) == sorted(test_ids)
+    photo = decode_image(str(raccoon / "images" / f"{test_ids[0]}.jpg"))
+    drawn = cv2.cvtColor(cv2.imread(str(out / f"{test_ids[0]}.jpg")), cv2.COLOR_BGR2RGB)
+    assert drawn.shape == photo.shape and np.abs(drawn.astype(int) - photo).max() > 100  # boxes
