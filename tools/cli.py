@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-dataset": ("tools.make_dataset", "generate the synthetic shapes data set"),
     "split-dataset": ("tools.split_dataset", "write split files for a folder of VOC/LabelImg XML"),
     "browse": ("tools.browse", "draw a data set's ground-truth boxes on its images"),
+    "dataset-stats": ("tools.dataset_stats", "objects per class, box sizes, anchor coverage"),
     "convert": ("tools.convert", "convert third-party detector weights to resdet's layout"),
     "flops": ("tools.flops", "print parameters and multiply-adds of a backbone or detector"),
     "benchmark": ("tools.benchmark", "measure speed of the data loader, model and evaluators"),

@@ -106,3 +106,11 @@ def test_browse_draws_the_ground_truth(raccoon: Path, tmp_path: Path, capsys) ->
     photo = decode_image(str(raccoon / "images" / f"{test_ids[0]}.jpg"))
     drawn = cv2.cvtColor(cv2.imread(str(out / f"{test_ids[0]}.jpg")), cv2.COLOR_BGR2RGB)
     assert drawn.shape == photo.shape and np.abs(drawn.astype(int) - photo).max() > 100  # boxes
+
+
+def test_dataset_stats_on_real_photos(raccoon: Path, tmp_path: Path, capsys) -> None:
+    overrides = raccoon_overrides(raccoon, tmp_path / "unused")
+    assert main(["dataset-stats", "--config", str(QUICKSTART), *overrides]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("data.train: 9 images (0 without objects), 9 objects, 0 ignored")
+    assert "  raccoon             9" in text and "anchor coverage: " in text
