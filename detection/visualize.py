@@ -52,18 +52,37 @@ def draw_boxes(
     canvas = np.ascontiguousarray(image.copy())
     thickness = max(1, round(max(image.shape[:2]) / 400))
     scale = max(0.35, max(image.shape[:2]) / 1200)
+    taken: list[tuple[int, int, int, int]] = []  # caption boxes drawn so far
     for box, label, caption in zip(boxes, labels, captions):
         x1, y1, x2, y2 = (round(float(v)) for v in box)
         color = class_color(label)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        top = max(y1 - th - base - 2, 0)
-        cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), color, -1)
+        left, top = caption_place((x1, y1), (tw + 2, th + base + 2), taken, image.shape[:2])
+        cv2.rectangle(canvas, (left, top), (left + tw + 2, top + th + base + 2), color, -1)
         cv2.putText(
-            canvas, caption, (x1 + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+            canvas, caption, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
             (0, 0, 0), 1, cv2.LINE_AA,
         )  # fmt: skip
     return canvas
+
+
+def caption_place(
+    corner: tuple[int, int], size: tuple[int, int], taken: list[tuple[int, int, int, int]],
+    image_hw: tuple[int, int],
+) -> tuple[int, int]:  # fmt: skip
+    """Where a caption of ``size`` (w, h) goes: above the box's top-left ``corner``, else
+    stepped down by its own height until it overlaps no caption in ``taken`` (appended)."""
+    (x, y), (w, h) = corner, size
+    left = min(max(x, 0), max(image_hw[1] - w, 0))
+    top = max(y - h, 0)
+    for _ in range(len(taken) + 1):
+        if not any(left < x2 and top < y2 and left + w > x1 and top + h > y1
+                   for x1, y1, x2, y2 in taken):  # fmt: skip
+            break
+        top = min(top + h, max(image_hw[0] - h, 0))
+    taken.append((left, top, left + w, top + h))
+    return left, top
 
 
 def _name(class_names: Sequence[str], label: int) -> str:
