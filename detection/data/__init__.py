@@ -28,7 +28,6 @@ _EXPORTS = {
     "collate_images": "transforms",
     "detections_to_original": "transforms",
     "postprocess_detections": "transforms",
-    "read_image": "loader",
     "DetectionDataset": "loader",
     "DetectionLoader": "loader",
     "resolve_class_names": "build",
