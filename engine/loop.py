@@ -152,13 +152,15 @@ class _Update:
     options: LoopOptions
     checkpointer: Checkpointer | None
 
+    def __post_init__(self) -> None:
+        self.device_type = next(self.model.parameters()).device.type
+
     def __call__(
         self, iteration: int, batch: Any, stop: _StopOnSignal, counts: dict[str, float]
     ) -> tuple[dict[str, float], bool]:
         """Returns the iteration's scalars (with ``lr``) and whether any rank was signalled;
         ``counts`` gains the step's ``num_*`` values."""
-        device_type = next(self.model.parameters()).device.type
-        with autocast(device_type, self.options.amp_dtype):
+        with autocast(self.device_type, self.options.amp_dtype):
             outputs = self.step_fn(self.model, batch)
         scalars = _reduce(outputs, stop.signal is not None)  # a signal during the forward too
         if math.isfinite(scalars["total_loss"]):

@@ -111,14 +111,14 @@ def run_training(task: Task, resume: bool = False, restart: bool = False) -> dic
     cfg = task.cfg
     out = Path(cfg.output_dir)
     with run_process(cfg) as device, claim_run_dir(out, resume, restart, dist.is_main()):
-        return _train(task, resume, device)
+        return _train(task, out, resume, device)
 
 
-def _train(task: Task, resume: bool, device: torch.device) -> dict[str, Any]:
-    """The steps of one run, inside its process set-up and its claim on ``output_dir``."""
+def _train(task: Task, out: Path, resume: bool, device: torch.device) -> dict[str, Any]:
+    """The steps of one run, inside its process set-up and its claim on ``out``."""
     cfg = task.cfg
     task.preflight()
-    out, batch = Path(cfg.output_dir), per_process_batch(cfg.solver)
+    batch = per_process_batch(cfg.solver)
     model = task.build_model(device)
     ddp = dist.wrap_ddp(model, device)
     optimizer, schedule = build_solver(cfg.solver, model)

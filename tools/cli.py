@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from engine.errors import RunStopped, UserError
+from tools.arguments import is_main_process
 
 # command -> (module, one-line help); the help is here so `--help` imports no command module
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,7 +59,7 @@ def _load(command: str) -> Any:
 
 def _show_library_messages() -> None:
     """The packages' INFO messages (which weights were loaded, ...) on stderr, rank 0 only."""
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("resdet: %(message)s"))

@@ -103,7 +103,8 @@ def build_detection_backbone(
 
 def check_input_spec(source: Mapping[str, Any], where: str, expected: InputSpec) -> None:
     """Warn when a weights file was trained on differently normalised pixels."""
-    recorded = source.get("meta", {}).get("input") if isinstance(source, Mapping) else None
+    meta = source.get("meta")
+    recorded = meta.get("input") if isinstance(meta, Mapping) else None
     if not isinstance(recorded, Mapping):
         return  # third-party weights record nothing: their recipe is the user's to match
     theirs = InputSpec.from_dict(recorded)
