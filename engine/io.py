@@ -135,5 +135,15 @@ def read_json(
         raise UserError(f"{path}: {exc}") from None
 
 
+def is_json_integer(value: object) -> bool:
+    """A JSON integer (``true`` parses as a Python int but is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_json_number(value: object) -> bool:
+    """A JSON integer or float (not ``true`` / ``false``)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")

@@ -21,6 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from engine.io import is_json_number
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -111,7 +113,7 @@ def progress_line(line: dict[str, Any], max_iter: int) -> str:
     loss_cls 0.456  lr 0.02  0.71 s/it  eta 0:23:11`` (an evaluation: its numbers)."""
     head = f"iter {line['iter']}/{max_iter}"
     if "eval" in line:
-        flat = _flatten(line["eval"])
+        flat = numeric_leaves(line["eval"], skip=("per_class",))
         shown = [
             f"{k} {_short(v)}" for k, v in flat.items() if not k.endswith(("images", "_seconds"))
         ]
@@ -127,16 +129,17 @@ def progress_line(line: dict[str, Any], max_iter: int) -> str:
     return "  ".join([head, *losses, *tail])
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, float]:
-    """Numbers of a nested result dict, keyed by dotted path (per-class tables left out)."""
-    if isinstance(tree, int | float) and not isinstance(tree, bool):
+def numeric_leaves(tree: Any, prefix: str = "", skip: tuple[str, ...] = ()) -> dict[str, float]:
+    """The numbers of a nested dict keyed by dotted path (``eval.coco.AP``); keys in ``skip``
+    (e.g. ``per_class`` tables) are left out with everything under them."""
+    if is_json_number(tree):
         return {prefix: float(tree)}
     if not isinstance(tree, dict):
         return {}
     out: dict[str, float] = {}
     for key, value in tree.items():
-        if key != "per_class":
-            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        if key not in skip:
+            out.update(numeric_leaves(value, f"{prefix}.{key}" if prefix else str(key), skip))
     return out
 
 

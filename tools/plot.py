@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from engine.errors import UserError
+from engine.io import atomic_write, is_json_integer
+from engine.metrics import numeric_leaves
 
 HELP = "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"
 
@@ -125,9 +125,9 @@ def read_run(run_dir: Path) -> RunLog:
     for record in read_metrics(path):
         iteration = record.pop("iter")
         if "eval" in record:
-            log.evals[iteration] = flatten(record["eval"], "eval")
+            log.evals[iteration] = numeric_leaves(record["eval"], "eval")
         else:
-            log.train[iteration] = flatten(record, "")
+            log.train[iteration] = numeric_leaves(record)
     if not log.train and not log.evals:
         raise UserError(f"{path}: no metric lines (expected JSON objects with an 'iter')")
     return log
@@ -150,22 +150,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
                 break  # torn by a killed run
             raise UserError(f"{path}:{n}: malformed line (expected one JSON object)") from None
         iteration = record.get("iter") if isinstance(record, dict) else None
-        if not isinstance(iteration, int) or isinstance(iteration, bool):
+        if not is_json_integer(iteration):
             raise UserError(f"{path}:{n}: expected a JSON object with an integer 'iter'")
         records.append(record)
     return records
-
-
-def flatten(value: object, prefix: str) -> dict[str, float]:
-    """The numeric leaves of nested dicts, keyed by dotted path (``eval.coco.AP``)."""
-    if isinstance(value, dict):
-        flat: dict[str, float] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {prefix: float(value)}
-    return {}
 
 
 def backbone_name(run_dir: Path) -> str:
@@ -334,14 +322,6 @@ def _draw_fig6_panel(ax: Axes, runs: Sequence[RunLog]) -> float:
 
 
 def save_png(figure: Figure, out: Path) -> None:
-    """Write the figure as PNG atomically: a temp file in the same folder, then rename."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write the figure as PNG atomically (a torn PNG is never left at ``out``)."""
     FigureCanvasAgg(figure)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            figure.savefig(f, format="png", dpi=DPI)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(out, lambda f: figure.savefig(f, format="png", dpi=DPI))

@@ -35,7 +35,7 @@ import numpy as np
 from detection.data.cleaning import BoxCleaner
 from detection.structures import ImageRecord
 from engine.errors import UserError
-from engine.io import read_json
+from engine.io import is_json_integer, read_json
 
 __all__ = ["CocoMeta", "coco_image_root", "load_coco", "read_coco_meta", "resolve_ann_file"]
 
@@ -158,7 +158,7 @@ def read_coco_json(ann_file: str | os.PathLike[str]) -> dict[str, Any]:
     _check_image_ids(data["images"], ann_file)
     for k, category in enumerate(data["categories"]):
         cat_id, name = category.get("id"), category.get("name")
-        if not (isinstance(cat_id, int) and not isinstance(cat_id, bool) and isinstance(name, str)):
+        if not (is_json_integer(cat_id) and isinstance(name, str)):
             raise UserError(
                 f"{ann_file}: categories[{k}] needs an integer 'id' and a 'name' string, got "
                 f"id {cat_id!r}, name {name!r}"
@@ -171,7 +171,7 @@ def _check_image_ids(images: list[dict[str, Any]], ann_file: str | os.PathLike[s
     seen: set[int] = set()
     for k, image in enumerate(images):
         image_id = image.get("id")
-        if not isinstance(image_id, int) or isinstance(image_id, bool):
+        if not is_json_integer(image_id):
             raise UserError(f"{ann_file}: images[{k}] has id {image_id!r}; expected an integer")
         if image_id in seen:
             raise UserError(f"{ann_file}: images[{k}] repeats image id {image_id}")
@@ -212,12 +212,12 @@ def _annotations_by_image(
     cat_to_label = meta.category_id_to_label
     per_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for ann in data["annotations"]:
-        if ann.get("image_id") not in image_ids:
+        if not is_json_integer(ann.get("image_id")) or ann["image_id"] not in image_ids:
             raise UserError(
                 f"{ann_file}: annotation {ann.get('id')} refers to unknown image "
                 f"{ann.get('image_id')!r}"
             )
-        if ann.get("category_id") not in cat_to_label:
+        if not is_json_integer(ann.get("category_id")) or ann["category_id"] not in cat_to_label:
             raise UserError(
                 f"{ann_file}: annotation {ann.get('id')} has unknown category_id "
                 f"{ann.get('category_id')!r}"
@@ -236,7 +236,7 @@ def _record(
 ) -> ImageRecord:
     """One JSON image entry and its annotations -> ImageRecord (xywh -> xyxy, cleaned)."""
     width, height = image.get("width"), image.get("height")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+    if not all(is_json_integer(v) and v > 0 for v in (width, height)):
         raise UserError(
             f"{ann_file}: image {image.get('id')} needs positive integer width and height, "
             f"got {width!r} x {height!r}"

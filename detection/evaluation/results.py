@@ -20,7 +20,7 @@ import numpy as np
 from detection.evaluation.voc import ClassDetections, to_voc_boxes
 from detection.structures import Detections
 from engine.errors import UserError
-from engine.io import read_json
+from engine.io import is_json_integer, is_json_number, read_json
 
 VOC_RESULT_PREFIX = "comp4_det_"
 VOC_SERVER_DIR = "results/VOC2012/Main"  # layout inside the tarball the VOC2012 server takes
@@ -278,10 +278,6 @@ def write_coco_results(path: str | Path, entries: list[dict[str, object]]) -> Pa
     return out
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _entry_error(entry: object, category_ids: Collection[int], strict: bool) -> str | None:
     """Why one results entry is invalid (``"field 'x': ..."``), or None when it is fine."""
     if not isinstance(entry, dict):
@@ -289,20 +285,20 @@ def _entry_error(entry: object, category_ids: Collection[int], strict: bool) -> 
     missing = [f for f in COCO_RESULT_FIELDS if f not in entry]
     if missing:
         return f"field {missing[0]!r} is missing"
-    if not isinstance(entry["image_id"], int) or isinstance(entry["image_id"], bool):
+    if not is_json_integer(entry["image_id"]):
         return f"field 'image_id': expected an integer, got {entry['image_id']!r}"
     category = entry["category_id"]
-    if not isinstance(category, int) or isinstance(category, bool) or category not in category_ids:
+    if not is_json_integer(category) or category not in category_ids:
         return f"field 'category_id': unknown category {category!r}"
     bbox = entry["bbox"]
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(is_json_number, bbox))):
         return f"field 'bbox': expected [x, y, w, h] numbers, got {bbox!r}"
     if not all(math.isfinite(v) for v in bbox):
         return f"field 'bbox': non-finite number in {bbox!r}"
     if strict and (bbox[2] < 0 or bbox[3] < 0):
         return f"field 'bbox': width and height must be >= 0, got {bbox!r}"
     score = entry["score"]
-    if not _is_number(score) or not math.isfinite(score):
+    if not is_json_number(score) or not math.isfinite(score):
         return f"field 'score': expected a finite number, got {score!r}"
     if strict and not 0.0 <= score <= 1.0:
         return f"field 'score': expected a value in [0, 1], got {score!r}"
