@@ -4,6 +4,8 @@
     resdet flops resnet50 --stride-in-1x1      # the paper's layout: 3.86 GMACs
     resdet flops --all                         # markdown table of every named backbone
     resdet flops faster_rcnn_r50_fpn --size 800x1333   # a detector (see DETECTORS)
+    resdet flops --pretrain-config configs/mini/vgg16_w16_cifar10jpg.yaml \
+        --config configs/mini/faster_rcnn_vgg16_w16_raccoon.yaml       # what configs build
 
 Models are built on the meta device, so nothing is allocated or computed.
 
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TypedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 
@@ -23,6 +26,11 @@ from backbones import BACKBONES, backbone_arguments, build_backbone, count_macs,
 from backbones.cifar import CIFAR_NETS
 from configs import ROOT as CONFIG_ROOT
 from engine.errors import UserError
+from tools.arguments import config_path
+
+if TYPE_CHECKING:
+    from backbones.pretrain.config import PretrainConfig
+    from detection.config import Config as DetectionConfig
 
 CIFAR_SIZE, IMAGENET_SIZE = 32, 224
 
@@ -84,25 +92,56 @@ DETECTORS = {
 def detector_row(
     name: str, size: Size | None = None, stride_in_1x1: bool = False, shortcut: str | None = None
 ) -> Row:
-    """Count a detector built on the meta device from its config in DETECTORS.
+    """Count a named detector, from its config in DETECTORS (see `count_detector`)."""
+    from detection.config import load_config
+
+    if stride_in_1x1 or shortcut is not None:
+        raise UserError(f"{name}: --stride-in-1x1 and --shortcut apply to backbones only")
+    return count_detector(load_config(CONFIGS / DETECTORS[name]), name, size)
+
+
+def count_detector(cfg: DetectionConfig, name: str, size: Size | None = None) -> Row:
+    """Count the detector ``cfg`` builds, on the meta device (no weights are read).
 
     GMACs: shared maps and RPN head on one image of `size` (default: the config's test
     min x max size, e.g. 600x1000) plus the RoI head on the RPN's post-NMS test RoIs.
     """
-    from detection.config import Config, load_config
     from detection.modeling.build import build_model
     from detection.modeling.complexity import count_detector_macs
 
-    if stride_in_1x1 or shortcut is not None:
-        raise UserError(f"{name}: --stride-in-1x1 and --shortcut apply to backbones only")
-    cfg: Config = load_config(CONFIGS / DETECTORS[name], ["model.backbone.weights="])
     if size is None:
         size = (cfg.input.min_size_test, cfg.input.max_size_test)
     h, w = size if isinstance(size, tuple) else (size, size)
     with torch.device("meta"):
-        model = build_model(cfg).eval()
+        model = build_model(cfg, load_backbone_weights=False).eval()
     macs = count_detector_macs(model, (h, w), cfg.model.rpn.post_nms_topk_test)
     return Row(name=name, input=f"{h}x{w}", params=count_params(model), gmacs=macs / 1e9)
+
+
+def count_classifier(cfg: PretrainConfig, name: str, size: Size | None = None) -> Row:
+    """Count the classifier a `resdet pretrain` config builds (its classes, widths, norm) on
+    its training crop (or `size`)."""
+    from backbones.pretrain.task import build_classifier
+
+    h, w = size if isinstance(size, tuple) else (size or cfg.input.crop_size,) * 2
+    with torch.device("meta"):
+        model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
+    return Row(
+        name=name,
+        input=f"{h}x{w}",
+        params=count_params(model),
+        gmacs=count_macs(model, (h, w)) / 1e9,
+    )
+
+
+def config_rows(detector_configs: list[str], pretrain_configs: list[str]) -> list[Row]:
+    """One Row per config file (named by its file name), classifiers first."""
+    from backbones.pretrain.config import load_config as load_pretrain_config
+    from detection.config import load_config
+
+    rows = [count_classifier(load_pretrain_config(p), Path(p).stem) for p in pretrain_configs]
+    rows += [count_detector(load_config(p), Path(p).stem) for p in detector_configs]
+    return rows
 
 
 # family -> (names, row function)
@@ -175,6 +214,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--shortcut", choices=["A", "B", "C"], help="ResNet shortcut option")
     parser.add_argument("--all", action="store_true", help="markdown table of every backbone")
+    parser.add_argument(
+        "--config",
+        dest="detector_configs",
+        metavar="FILE",
+        action="append",
+        default=[],
+        type=config_path,
+        help="a `resdet train` config: count the detector it builds (repeatable; a table)",
+    )
+    parser.add_argument(
+        "--pretrain-config",
+        dest="pretrain_configs",
+        metavar="FILE",
+        action="append",
+        default=[],
+        type=config_path,
+        help="a `resdet pretrain` config: count the classifier it builds (repeatable)",
+    )
 
 
 def parse_size(text: str) -> Size:
@@ -194,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--size {args.size} is too small; expected at least 32")
     if args.all:
         print(markdown_table(table_rows(args.size, args.stride_in_1x1, args.shortcut)))
+        return 0
+    if args.detector_configs or args.pretrain_configs:
+        print(markdown_table(config_rows(args.detector_configs, args.pretrain_configs)))
         return 0
     if args.name is None:
         raise UserError(f"give a model name or --all; names: {', '.join(known_names())}")

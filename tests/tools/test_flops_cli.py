@@ -58,3 +58,23 @@ def test_detector_rows_plug_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert flops.backbone_row("resnet18", 64)["input"] == "64x64"
     with pytest.raises(UserError, match=r"expected one of .*faster_rcnn_r101_c4"):
         flops.row("nope")
+
+
+def test_config_rows_count_what_the_configs_build(capsys: pytest.CaptureFixture[str]) -> None:
+    """The miniature comparison's four models, counted from their configs (a table)."""
+    args = ["flops", "--pretrain-config", "configs/mini/vgg16_w16_cifar10jpg.yaml",
+            "--config", "configs/mini/faster_rcnn_vgg16_w16_raccoon.yaml",
+            "--config", "configs/mini/faster_rcnn_r101_c4_w16_raccoon.yaml"]  # fmt: skip
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["| model | input | parameters | GMACs |", "| --- | --- | ---: | ---: |"]
+    # VGG-16 at base width 16 with BN, 10 classes, by hand: 13 convs 3x3 (widths 16..128, bias,
+    # BN scale and shift) + fc6 (128*7*7 -> 1024) + fc7 (1024 -> 1024) + fc8 (1024 -> 10)
+    widths = [16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128]
+    convs = sum(9 * cin * c + 3 * c for cin, c in zip([3, *widths], widths))
+    fcs = (128 * 49 + 1) * 1024 + (1024 + 1) * 1024 + (1024 + 1) * 10
+    assert lines[2].startswith(f"| vgg16_w16_cifar10jpg | 32x32 | {convs + fcs:,} |")
+    assert lines[3].startswith("| faster_rcnn_vgg16_w16_raccoon | 320x512 |")  # test size
+    assert lines[4].startswith("| faster_rcnn_r101_c4_w16_raccoon | 320x512 |")
+    assert main(["flops", "--config", "configs/mini/nothing.yaml"]) == 2
+    assert "config file not found" in capsys.readouterr().err
