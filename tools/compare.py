@@ -2,18 +2,24 @@
 
 Each run directory holds the `config.yaml` and `eval_results.json` that `resdet train` /
 `resdet eval` wrote. A run's table cell is found from its config: the backbone (vgg16 or a
-ResNet-101) and the test set (VOC 2007 test, VOC 2012 test, or COCO). Output is markdown.
+ResNet-101) and the test set (VOC 2007 test, VOC 2012 test, or COCO). Runs on any other test
+set (your own photos, the miniature comparison on raccoons) go in a third table per test set:
+mean and spread over the runs given (one per seed), with the ResNet-101 minus VGG-16 gain
+next to the paper's. Output is markdown.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from detection.config import Config, load_config
+from detection.data.voc import VOC_CLASSES
 from engine.errors import UserError
+from engine.io import read_json
 
 # (backbone row, column) -> the paper's number, in percent (reference/NUMBERS.md)
 PAPER = {
@@ -32,9 +38,10 @@ ROWS = ("VGG-16", "ResNet-101")
 @dataclass
 class RunCell:
     row: str  # "VGG-16" or "ResNet-101"
-    column: str  # a column of PAPER
+    column: str  # a column of PAPER, or "own: <test set>" for a run on other data
     value: float | None  # ours, percent; None when the run has no such metric (e.g. VOC12 test)
     run_dir: str
+    metric: str = ""  # own data: "mAP@.5" (VOC07 metric) or "mAP@[.5, .95]" (COCO's)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,27 +55,50 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_run(run_dir: Path) -> list[RunCell]:
-    """The table cells one run fills (VOC: one; COCO: two)."""
+    """The table cells one run fills (VOC: one; COCO: two; other data: two)."""
     cfg = load_config(run_dir / "config.yaml")
     results_path = run_dir / "eval_results.json"
     if not results_path.is_file():
         raise UserError(f"{results_path}: not found (run `resdet eval` for this run first)")
-    try:
-        metrics = json.loads(results_path.read_text())["metrics"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise UserError(f"{results_path}: not an eval_results.json written by resdet") from None
+    results = read_json(results_path, "eval_results.json")
+    metrics = results.get("metrics") if isinstance(results, dict) else None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{results_path}: not an eval_results.json written by resdet")
     row = _row(cfg, run_dir)
-    test = cfg.data.test
-    if test.format == "coco":
-        coco = metrics.get("coco") or {}
+    voc = metrics.get("voc07") or metrics.get("voc") or {}
+    coco = metrics.get("coco") or {}
+    paper_column = _paper_column(cfg)
+    if paper_column is None:
+        own = f"own: {_test_set_name(cfg)}"
+        return [
+            RunCell(row, own, _percent(voc.get("mAP")), str(run_dir), "mAP@.5"),
+            RunCell(row, own, _percent(coco.get("AP")), str(run_dir), "mAP@[.5, .95]"),
+        ]
+    if paper_column == "COCO":
         return [
             RunCell(row, "COCO mAP@.5", _percent(coco.get("AP50")), str(run_dir)),
             RunCell(row, "COCO mAP@[.5, .95]", _percent(coco.get("AP")), str(run_dir)),
         ]
+    return [RunCell(row, paper_column, _percent(voc.get("mAP")), str(run_dir))]
+
+
+def _paper_column(cfg: Config) -> str | None:
+    """ "VOC 07 test", "VOC 12 test" or "COCO" for the paper's test sets; None for others."""
+    test = cfg.data.test
+    if test.format == "coco":
+        return "COCO" if cfg.model.num_classes == 80 else None
+    if cfg.data.class_names and list(cfg.data.class_names) != list(VOC_CLASSES):
+        return None
     splits = " ".join(test.splits)
-    column = "VOC 12 test" if "2012" in splits or "12" in Path(test.root).name else "VOC 07 test"
-    voc = metrics.get("voc07") or metrics.get("voc") or {}
-    return [RunCell(row, column, _percent(voc.get("mAP")), str(run_dir))]
+    if "VOC2012" in splits:
+        return "VOC 12 test"
+    return "VOC 07 test" if "VOC2007" in splits else None
+
+
+def _test_set_name(cfg: Config) -> str:
+    """``data/raccoon test``: the test set of a run on other data, as the table names it."""
+    test = cfg.data.test
+    return f"{test.root} {'+'.join(test.splits)}".strip()
 
 
 def _row(cfg: Config, run_dir: Path) -> str:
@@ -120,4 +150,55 @@ def render(cells: list[RunCell]) -> str:
         a, b = _cell(cells, row, "COCO mAP@.5"), _cell(cells, row, "COCO mAP@[.5, .95]")
         lines.append(f"| {row} | {a} | {b} |")
     lines += ["", "— : no run given; n/a : the run has no score (VOC 2012 test is server-scored)."]
+    own_sets = sorted({c.column for c in cells if c.column.startswith("own: ")})
+    for column in own_sets:
+        lines += ["", *_own_data_table(column, [c for c in cells if c.column == column])]
     return "\n".join(lines)
+
+
+def _own_data_table(column: str, cells: list[RunCell]) -> list[str]:
+    """Mean ± sample std over the runs (seeds) of each backbone on one non-paper test set, and
+    ResNet-101 minus VGG-16 beside the paper's gain (its VOC 07 and COCO mAP@[.5, .95])."""
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for c in cells:
+        if c.value is not None:
+            values[(c.row, c.metric)].append(c.value)
+    runs = {row: len({c.run_dir for c in cells if c.row == row}) for row in ROWS}
+    lines = [
+        f"Same two networks on {column[5:]} (not the paper's data): mean ± std over runs (%).",
+        "",
+        "| backbone | runs | mAP@.5 (VOC07) | mAP@[.5, .95] (COCO) | paper: VOC 07 test | "
+        "paper: COCO mAP@[.5, .95] |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in ROWS:
+        a, b = (_mean_std(values[(row, m)]) for m in ("mAP@.5", "mAP@[.5, .95]"))
+        paper_voc, paper_coco = PAPER[(row, "VOC 07 test")], PAPER[(row, "COCO mAP@[.5, .95]")]
+        lines.append(f"| {row} | {runs[row]} | {a} | {b} | {paper_voc:.1f} | {paper_coco:.1f} |")
+    gains = [_gain(values, m) for m in ("mAP@.5", "mAP@[.5, .95]")]
+    paper_gains = [
+        PAPER[("ResNet-101", c)] - PAPER[("VGG-16", c)]
+        for c in ("VOC 07 test", "COCO mAP@[.5, .95]")
+    ]
+    lines.append(
+        f"| ResNet-101 − VGG-16 | | {gains[0]} | {gains[1]} | "
+        f"{paper_gains[0]:+.1f} | {paper_gains[1]:+.1f} |"
+    )
+    return lines
+
+
+def _mean_std(values: list[float]) -> str:
+    """``71.3 ± 1.2`` (sample std; a single run: its value alone; none: —)."""
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def _gain(values: dict[tuple[str, str], list[float]], metric: str) -> str:
+    """Difference of the two backbones' means, signed (— when either has no run)."""
+    resnet, vgg = values[("ResNet-101", metric)], values[("VGG-16", metric)]
+    if not resnet or not vgg:
+        return "—"
+    return f"{statistics.mean(resnet) - statistics.mean(vgg):+.1f}"

@@ -12,9 +12,9 @@ from tools.cli import main
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detection"
 
 
-def fake_run(tmp_path: Path, config: str, metrics: dict) -> Path:
+def fake_run(tmp_path: Path, config: str, metrics: dict, folder: Path = CONFIGS) -> Path:
     run_dir = tmp_path / config
-    cfg = load_config(CONFIGS / f"{config}.yaml")
+    cfg = load_config(folder / f"{config}.yaml")
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "eval_results.json").write_text(json.dumps({"metrics": metrics}))
     return run_dir
@@ -42,3 +42,31 @@ def test_missing_results_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.endswith("eval_results.json: not found (run `resdet eval` for this run first)")
     assert "\n" not in err
+
+
+def test_runs_on_other_data_get_a_table_of_their_own_with_mean_and_spread(tmp_path, capsys):
+    mini = CONFIGS.parent / "mini"
+    runs = [
+        fake_run(tmp_path / f"s{seed}", name, {"voc07": {"mAP": v}, "coco": {"AP": a}}, mini)
+        for seed, name, v, a in [
+            (0, "faster_rcnn_vgg16_w16_raccoon", 0.70, 0.30),
+            (1, "faster_rcnn_vgg16_w16_raccoon", 0.74, 0.32),
+            (0, "faster_rcnn_r101_c4_w16_raccoon", 0.80, 0.36),
+        ]
+    ]
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| VGG-16 | — (73.2) | — (70.4) |" in out  # the paper's tables stay empty
+    assert "Same two networks on data/raccoon test (not the paper's data)" in out
+    # VGG: mean 72.0, sample std of 70 and 74 = 2.83; ResNet: one run
+    assert "| VGG-16 | 2 | 72.0 ± 2.8 | 31.0 ± 1.4 | 73.2 | 21.2 |" in out
+    assert "| ResNet-101 | 1 | 80.0 | 36.0 | 76.4 | 27.2 |" in out
+    assert "| ResNet-101 − VGG-16 | | +8.0 | +5.0 | +3.2 | +6.0 |" in out
+
+
+def test_a_malformed_results_file_is_one_line(tmp_path, capsys):
+    run_dir = fake_run(tmp_path, "faster_rcnn_vgg16_voc0712", {})
+    (run_dir / "eval_results.json").write_text("[1, 2")
+    assert main(["compare", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "eval_results.json: malformed JSON (line 1" in err and "\n" not in err
