@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 import torch
 
@@ -135,12 +135,12 @@ def read_json(
         raise UserError(f"{path}: {exc}") from None
 
 
-def is_json_integer(value: object) -> bool:
+def is_json_integer(value: object) -> TypeGuard[int]:
     """A JSON integer (``true`` parses as a Python int but is not one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_json_number(value: object) -> bool:
+def is_json_number(value: object) -> TypeGuard[int | float]:
     """A JSON integer or float (not ``true`` / ``false``)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
