@@ -13,8 +13,20 @@ from detection.config import load_config
 from detection.modeling.build import build_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DETECTION = sorted((CONFIGS / "detection").glob("*.yaml"))
-PRETRAIN = sorted((CONFIGS / "pretrain").glob("*.yaml"))
+# configs/mini: the miniature VGG-16 vs ResNet-101 comparison, both stages side by side
+MINI_DETECTION = [
+    CONFIGS / "mini/_raccoon_detector.yaml",
+    *(CONFIGS / "mini").glob("faster_rcnn_*"),
+]
+DETECTION = sorted([*(CONFIGS / "detection").glob("*.yaml"), *MINI_DETECTION])
+PRETRAIN = sorted(
+    [*(CONFIGS / "pretrain").glob("*.yaml"), *(CONFIGS / "mini").glob("*cifar10jpg.yaml")]
+)
+
+
+def test_every_mini_config_is_tested():
+    assert {*DETECTION, *PRETRAIN} >= set((CONFIGS / "mini").glob("*.yaml"))
+    assert len(set((CONFIGS / "mini").glob("*.yaml"))) == 6
 
 
 def test_the_paper_runs_are_all_there():
@@ -25,7 +37,7 @@ def test_the_paper_runs_are_all_there():
     assert {"faster_rcnn_r50_fpn_coco_1x", "quickstart", "torchvision_r50_fpn_coco"} <= names
 
 
-@pytest.mark.parametrize("path", DETECTION, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", DETECTION, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_detection_config_builds(path: Path):
     cfg = load_config(path)
     with torch.device("meta"):  # shapes and wiring only: no memory, no weight files needed
@@ -34,7 +46,7 @@ def test_detection_config_builds(path: Path):
     assert outputs == cfg.model.num_classes + 1
 
 
-@pytest.mark.parametrize("path", PRETRAIN, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PRETRAIN, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_pretrain_config_builds(path: Path):
     cfg = load_pretrain_config(path)
     with torch.device("meta"):
