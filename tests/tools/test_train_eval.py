@@ -52,7 +52,8 @@ def test_training_lowers_the_loss(trained: Path):
 def test_training_writes_every_output(trained: Path):
     names = {p.name for p in trained.iterdir()}
     expected = {"config.yaml", "metrics.jsonl", "last_checkpoint", "model_final.pth",
-                "eval_results.json", "coco_results.json", "voc_results"}  # fmt: skip
+                "eval_results.json", "coco_results.json", "voc_results", "pr_curves.json",
+                "pr_curves.png", "coco_ground_truth.json"}  # fmt: skip
     assert expected <= names
     assert {"checkpoint_10.pth", "checkpoint_20.pth", "checkpoint_30.pth"} <= names
     assert (trained / "last_checkpoint").read_text().strip() == "checkpoint_30.pth"
@@ -62,6 +63,9 @@ def test_training_writes_every_output(trained: Path):
     results = json.loads((trained / "eval_results.json").read_text())
     assert set(results["headline"]) == {"mAP@.5", "mAP@[.5,.95]"}
     assert results["iteration"] == 30 and results["num_images"] == 5
+    curves = json.loads((trained / "pr_curves.json").read_text())["classes"]
+    voc07 = results["metrics"]["voc07"]["per_class"]
+    assert {name: c["ap"] for name, c in curves.items()} == voc07  # the AP of the same curves
 
 
 def test_eval_reproduces_the_periodic_evaluation(trained: Path, tmp_path: Path, capsys):
