@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PR_CURVES = "pr_curves.json"
 PR_CURVES_PNG = "pr_curves.png"
 MAX_POINTS = 101
+_NONE = np.zeros(0)
 _LEVELS = np.arange(MAX_POINTS) / (MAX_POINTS - 1)  # 0, 0.01, ..., 1 (30 / 100 is exactly 0.3)
 
 
@@ -49,7 +50,7 @@ def pr_curves_payload(result: VOCResult) -> dict[str, Any]:
     classes: dict[str, Any] = {}
     for name, ap in result.per_class.items():
         curve = result.curves.get(name)
-        recall, precision = thin_curve(curve.recall, curve.precision) if curve else ([], [])
+        recall, precision = thin_curve(curve.recall, curve.precision) if curve else (_NONE, _NONE)
         classes[name] = {
             "ap": ap if math.isfinite(ap) else None,
             "num_positives": curve.num_positives if curve else 0,
@@ -79,11 +80,8 @@ def read_pr_curves(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: expected an object with 'classes' (see resdet eval)")
     for name, entry in classes.items():
         points = [entry.get(k) for k in ("recall", "precision")] if isinstance(entry, dict) else []
-        if not (
-            len(points) == 2
-            and all(isinstance(p, list) and all(map(is_json_number, p)) for p in points)
-            and len(points[0]) == len(points[1])
-        ):
+        lists = [p for p in points if isinstance(p, list) and all(map(is_json_number, p))]
+        if len(lists) != 2 or len(lists[0]) != len(lists[1]):
             raise UserError(f"{path}: class {name!r}: expected equal-length number lists "
                             "'recall' and 'precision'")  # fmt: skip
     return payload
@@ -96,7 +94,8 @@ def draw_pr_curves(payload: dict[str, Any]) -> Figure:
     classes = payload["classes"]
     ncols = max(1, min(5, len(classes)))
     nrows = max(1, math.ceil(len(classes) / ncols))
-    figure = Figure(figsize=(3.2 * ncols, 3.0 * nrows), dpi=100, layout="constrained")
+    side = 4.5 if len(classes) <= 3 else 3.2  # inches per panel: a few classes get more
+    figure = Figure(figsize=(side * ncols, 0.9 * side * nrows + 0.3), dpi=100, layout="constrained")
     axes = figure.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
     for ax, (name, entry) in zip(axes, classes.items()):
         ap = "no objects" if entry["ap"] is None else f"AP {100 * entry['ap']:.1f}"

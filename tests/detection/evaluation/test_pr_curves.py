@@ -17,7 +17,7 @@ from detection.evaluation.pr_curves import (
     read_pr_curves,
     thin_curve,
 )
-from detection.evaluation.voc import ClassDetections, evaluate_voc
+from detection.evaluation.voc import ClassDetections, evaluate_voc, to_voc_boxes
 from detection.structures import Detections, ImageRecord
 from engine.errors import UserError
 
@@ -36,7 +36,7 @@ def two_objects() -> list[ImageRecord]:
 def test_three_detections_two_objects_give_the_devkits_points():
     # score order: a hit on A, a duplicate of A (false positive), a hit on B
     # tp = [1, 0, 1] -> recall [1/2, 1/2, 2/2]; precision [1/1, 1/2, 2/3]
-    voc_boxes = np.array([GT_A, GT_A, GT_B]) + [1, 1, 0, 0]
+    voc_boxes = to_voc_boxes(np.array([GT_A, GT_A, GT_B]))
     dets = {"a": ClassDetections(["1"] * 3, np.array([0.9, 0.8, 0.7]), voc_boxes)}
     result = evaluate_voc(two_objects(), dets, ["a", "b"], "voc07")
     curve = result.curves["a"]
@@ -85,7 +85,7 @@ def test_the_voc_evaluator_writes_the_curves_and_a_png(tmp_path: Path):
     assert payload["classes"]["a"]["precision"] == [1.0, 0.5, 0.666667]
     png = (tmp_path / PR_CURVES_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert int.from_bytes(png[16:20], "big") == 640  # two panels of 3.2 in at 100 dpi
+    assert int.from_bytes(png[16:20], "big") == 900  # two panels of 4.5 in at 100 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == [PR_CURVES, PR_CURVES_PNG]
 
 
