@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.resdet-installed
 PYTHON ?= python3
 
-.PHONY: setup demo test test-fast lint format docs clean
+.PHONY: setup chromium demo test test-fast lint format docs clean
 
 setup: $(STAMP)
 
@@ -18,11 +18,17 @@ $(STAMP): setup.py pyproject.toml
 demo: setup
 	$(VENV)/bin/resdet demo
 
+# The report's browser test (tests/tools/test_report_browser.py) renders it in headless
+# Chromium: Debian's package, installed when absent (needs root, as in CI).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # pytest exits 5 when it collects no tests; any non-zero exit fails the target.
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup chromium
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup

@@ -16,7 +16,7 @@ class BackboneConfig:
     weights_format: str = field(  # how to read `weights`; auto detects from the keys
         default="auto", metadata=choices("auto", "resdet", "torchvision", "msra", "cifar")
     )
-    norm: str = field(  # normalisation layers; frozen_bn = fixed affine (the paper's detection)
+    norm: str = field(  # norm layers; frozen_bn: fixed affine, needs `weights` (the paper's)
         default="frozen_bn", metadata=choices("bn", "frozen_bn", "syncbn")
     )
     freeze_at: int = 2  # 0 nothing frozen, 1 the stem, k the stem and the first k-1 stages

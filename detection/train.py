@@ -4,8 +4,9 @@
 evaluation, final weights); the loop, checkpoints, logging, seeding and distributed set-up
 are the engine's. Outputs in ``output_dir`` (rank 0 only): ``config.yaml``,
 ``metrics.jsonl``, ``checkpoint_<iter>.pth`` + ``last_checkpoint``, ``model_final.pth``,
-``eval_results.json``, ``coco_results.json`` (with ``coco_ground_truth.json`` beside it for a
-VOC-format test split) and ``voc_results/comp4_det_<split>_<class>.txt``.
+``eval_results.json``, ``pr_curves.json`` + ``pr_curves.png`` (with a VOC metric),
+``coco_results.json`` (with ``coco_ground_truth.json`` beside it for a VOC-format test split)
+and ``voc_results/comp4_det_<split>_<class>.txt``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,20 @@ from detection.data.build import (
 )
 from detection.data.coco import read_coco_meta, resolve_ann_file
 from detection.data.transforms import postprocess_detections
-from detection.evaluation import COCOEvaluator, DatasetEvaluator, VOCEvaluator, records_to_coco
+from detection.evaluation import (
+    VOC_METRICS,
+    COCOEvaluator,
+    DatasetEvaluator,
+    VOCEvaluator,
+    records_to_coco,
+)
 from detection.modeling.build import build_model, load_detector_weights
 from detection.modeling.faster_rcnn import FasterRCNN
 from detection.structures import DetectionBatch, ImageRecord
 from engine import distributed as dist
 from engine.amp import autocast
+from engine.checkpoint import list_checkpoints
+from engine.errors import UserError
 from engine.io import atomic_torch_save, atomic_write_json
 from engine.run import amp_dtype, evaluate_checkpoint, run_training
 from engine.spec import InputSpec
@@ -100,8 +109,37 @@ class DetectionTask:
 
 
 def train_detector(cfg: Config, resume: bool = False, restart: bool = False) -> dict[str, Any]:
-    """Train the detector of ``cfg``; see ``engine.run.run_training``."""
+    """Train the detector of ``cfg``; see ``engine.run.run_training``.
+
+    Raises:
+        UserError: a bad config, e.g. frozen BN on a randomly initialised backbone.
+    """
+    check_norm_can_train(cfg, resume)
     return run_training(DetectionTask(cfg), resume, restart)
+
+
+def check_norm_can_train(cfg: Config, resume: bool) -> None:
+    """Refuse frozen BN when the backbone starts from random weights (it cannot normalise).
+
+    A fresh FrozenBatchNorm2d is the identity affine (mean 0, var 1): nothing rescales the
+    activations of a He-initialised net, and from-scratch training diverges within a few
+    iterations. Weights come from ``model.backbone.weights`` or, with ``resume``, from a
+    checkpoint in ``output_dir``.
+
+    Raises:
+        UserError: ``model.backbone.norm`` is frozen_bn and neither provides weights.
+    """
+    backbone = cfg.model.backbone
+    if backbone.norm != "frozen_bn" or backbone.weights:
+        return
+    if resume and list_checkpoints(Path(cfg.output_dir)):
+        return
+    raise UserError(
+        "model.backbone.norm is frozen_bn but model.backbone.weights is empty: frozen BN of a "
+        "randomly initialised backbone is a fixed identity affine that cannot normalise (the "
+        "run would diverge); train from scratch with --set model.backbone.norm=bn, or set "
+        "model.backbone.weights"
+    )
 
 
 def evaluate_weights(cfg: Config, weights: str) -> dict[str, Any]:
@@ -119,7 +157,8 @@ def build_evaluators(
     for metric in cfg.test.metrics:
         if metric in ("voc07", "voc"):
             voc_dir = out / "voc_results" if out is not None else None
-            evaluators[metric] = VOCEvaluator(class_names, metric, voc_dir, split)
+            curves = out if not any(m in VOC_METRICS for m in evaluators) else None  # once
+            evaluators[metric] = VOCEvaluator(class_names, metric, voc_dir, split, curves)
         else:  # "coco": the config's choices allow nothing else
             evaluators[metric] = _coco_evaluator(cfg, records, class_names, out)
     return evaluators

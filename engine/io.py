@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, TypeGuard
+from typing import IO, Any, Protocol, TypeGuard
 
 import torch
 
@@ -76,6 +76,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON (one trailing newline) to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+class Figure(Protocol):
+    """What :func:`atomic_write_png` needs of a figure (a matplotlib ``Figure``)."""
+
+    def savefig(self, fname: Any, **kwargs: Any) -> Any: ...
+
+
+def atomic_write_png(path: str | os.PathLike[str], figure: Figure, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as PNG to ``path`` atomically (never a torn PNG there)."""
+    return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:

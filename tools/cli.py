@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tools.demo", "the embedded end-to-end default: data, pretrain, train, eval"),
     "compare": ("tools.compare", "the paper's Table 7/8 with our numbers beside its own"),
     "plot": ("tools.plot", "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"),
+    "report": ("tools.report", "write one self-contained HTML report of a detection run"),
 }
 
 

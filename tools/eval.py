@@ -34,6 +34,17 @@ def run(args: argparse.Namespace) -> int:
 
 def render(results: dict[str, Any], heads: dict[str, float]) -> str:
     """The per-class AP table (one column per metric) and the headline numbers."""
+    header, rows = ap_table(results)
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines.append("")
+    lines += [f"{key}: {_pct(value)}%" for key, value in heads.items()]
+    return "\n".join(lines)
+
+
+def ap_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of the per-class AP table: a class column, then one column (in
+    percent) per metric of ``results`` (voc07, voc, coco; ``eval_results.json``'s metrics)."""
     columns = [m for m in ("voc07", "voc", "coco") if results.get(m)]
     per_class = {
         m: {
@@ -44,16 +55,8 @@ def render(results: dict[str, Any], heads: dict[str, float]) -> str:
     }
     names = list(next(iter(per_class.values()), {}))
     labels = {"voc07": "AP50 % (VOC07)", "voc": "AP50 % (VOC)", "coco": "AP % (COCO)"}
-    lines = [
-        "| class | " + " | ".join(labels[m] for m in columns) + " |",
-        "|" + " --- |" * (len(columns) + 1),
-    ]
-    for name in names:
-        cells = [_pct(per_class[m].get(name)) for m in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"{key}: {_pct(value)}%" for key, value in heads.items()]
-    return "\n".join(lines)
+    rows = [[name, *(_pct(per_class[m].get(name)) for m in columns)] for name in names]
+    return ["class", *(labels[m] for m in columns)], rows
 
 
 def _pct(value: float | None) -> str:

@@ -23,11 +23,10 @@ from typing import Any
 
 import yaml
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from engine.errors import UserError
-from engine.io import atomic_write, is_json_integer
+from engine.io import atomic_write_png, is_json_integer
 from engine.metrics import numeric_leaves
 
 HELP = "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         figure = draw_curves(runs, pick_metrics(runs, args.metrics))
         out = Path(args.out) if args.out else runs[0].path / "curves.png"
-    save_png(figure, out)
+    atomic_write_png(out, figure, DPI)
     print(out)
     return 0
 
@@ -316,12 +315,3 @@ def _draw_fig6_panel(ax: Axes, runs: Sequence[RunLog]) -> float:
     ax.legend(loc="best")
     finite = [v for v in late if math.isfinite(v)]
     return min(100.0, max(20.0, 1.15 * max(finite, default=20.0)))
-
-
-# ---------------------------------------------------------------------------- output
-
-
-def save_png(figure: Figure, out: Path) -> None:
-    """Write the figure as PNG atomically (a torn PNG is never left at ``out``)."""
-    FigureCanvasAgg(figure)
-    atomic_write(out, lambda f: figure.savefig(f, format="png", dpi=DPI))

@@ -12,6 +12,13 @@ from detection.evaluation.evaluator import (
     VOCEvaluator,
     records_to_coco,
 )
+from detection.evaluation.pr_curves import (
+    PR_CURVES,
+    PR_CURVES_PNG,
+    draw_pr_curves,
+    read_pr_curves,
+    write_pr_curves,
+)
 from detection.evaluation.results import (
     coco_results,
     load_coco_results,
@@ -27,6 +34,8 @@ from detection.evaluation.voc import VOC_METRICS, ClassDetections, VOCResult, ev
 __all__ = [
     "COCO_BACKENDS",
     "COCO_STAT_NAMES",
+    "PR_CURVES",
+    "PR_CURVES_PNG",
     "VOC_METRICS",
     "COCOEvaluator",
     "COCOResult",
@@ -35,15 +44,18 @@ __all__ = [
     "VOCEvaluator",
     "VOCResult",
     "coco_results",
+    "draw_pr_curves",
     "evaluate_coco",
     "evaluate_voc",
     "load_coco_results",
     "package_voc_results",
+    "read_pr_curves",
     "read_voc_results",
     "records_to_coco",
     "validate_coco_results",
     "voc_ap",
     "voc_result_filename",
     "write_coco_results",
+    "write_pr_curves",
     "write_voc_results",
 ]

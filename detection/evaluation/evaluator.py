@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from detection.data.coco import read_coco_json
 from detection.evaluation.coco import COCO_BACKENDS, evaluate_coco
+from detection.evaluation.pr_curves import write_pr_curves
 from detection.evaluation.results import (
     coco_results,
     parse_voc_lines,
@@ -93,6 +94,7 @@ class VOCEvaluator:
         metric: str = "voc07",
         out_dir: str | Path | None = None,
         split: str = "test",
+        curves_dir: str | Path | None = None,
     ) -> None:
         """
         Args:
@@ -100,6 +102,8 @@ class VOCEvaluator:
             metric: "voc07" or "voc".
             out_dir: if set, ``comp4_det_<split>_<class>.txt`` files are written there.
             split: image set name used in the file names.
+            curves_dir: if set, ``pr_curves.json`` and ``pr_curves.png`` (per-class
+                precision-recall at IoU > 0.5, see ``pr_curves``) are written there.
         """
         if metric not in VOC_METRICS:
             raise ValueError(f"unknown VOC metric {metric!r}; valid: {', '.join(VOC_METRICS)}")
@@ -107,6 +111,7 @@ class VOCEvaluator:
         self.metric = metric
         self.out_dir = out_dir
         self.split = split
+        self.curves_dir = curves_dir
         self._seen: list[tuple[str, tuple[ImageRecord, Detections]]] = []
 
     def reset(self) -> None:
@@ -131,7 +136,10 @@ class VOCEvaluator:
             name: parse_voc_lines(class_lines, f"<{name} detections>")
             for name, class_lines in lines.items()
         }
-        return evaluate_voc(records, detections, self.class_names, self.metric).to_dict()
+        result = evaluate_voc(records, detections, self.class_names, self.metric)
+        if self.curves_dir is not None:
+            write_pr_curves(self.curves_dir, result)
+        return result.to_dict()
 
 
 class COCOEvaluator:

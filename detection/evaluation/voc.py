@@ -52,12 +52,22 @@ class ClassDetections:
 
 
 @dataclass
+class PRCurve:
+    """One class's precision/recall after each detection in score order (the devkit's)."""
+
+    recall: np.ndarray  # (D,) float64, non-decreasing
+    precision: np.ndarray  # (D,) float64
+    num_positives: int  # non-difficult objects: the recall denominator
+
+
+@dataclass
 class VOCResult:
     """Per-class and mean AP of one evaluation."""
 
     metric: str  # "voc07" or "voc"
     per_class: dict[str, float]  # class name -> AP at IoU > 0.5 (NaN: no non-difficult object)
     per_class_50_95: dict[str, float] = field(default_factory=dict)  # AP@[.5:.95], VOC style
+    curves: dict[str, PRCurve] = field(default_factory=dict)  # IoU > 0.5; classes with objects
 
     @property
     def mAP(self) -> float:
@@ -254,41 +264,37 @@ def true_false_positives(
     return tp, fp
 
 
-def class_average_precision(
+def class_pr_curves(
     gt: ClassGroundTruth,
     det_image: np.ndarray,
     det_scores: np.ndarray,
     det_boxes: np.ndarray,
-    metric: str = "voc07",
     iou_thresholds: Sequence[float] | np.ndarray = (0.5,),
-) -> np.ndarray:
-    """AP of one class at each IoU threshold.
+) -> list[PRCurve]:
+    """One class's precision/recall curve at each IoU threshold, as the devkit builds it.
 
     Args:
-        gt: the class's ground truth.
+        gt: the class's ground truth (at least one non-difficult object).
         det_image: (D,) image row of each detection.
         det_scores: (D,) confidences.
         det_boxes: (D, 4) VOC 1-based boxes.
-        metric: "voc07" or "voc".
         iou_thresholds: (T,) thresholds; a match needs IoU strictly above.
 
     Returns:
-        (T,) float64 AP per threshold; NaN when the class has no non-difficult object.
+        (T,) curves, each with (D,) recall and precision after each detection in score order.
     """
-    if gt.num_positives == 0:
-        return np.full(len(iou_thresholds), np.nan)
     order = np.argsort(-det_scores, kind="stable")
     det_image, det_boxes = det_image[order], det_boxes[order]
     ovmax, jmax = best_overlaps(gt.boxes, det_image, det_boxes)
-    aps = []
+    curves = []
     for threshold in iou_thresholds:
         tp, fp = true_false_positives(ovmax, jmax, det_image, gt.difficult, threshold)
         tp, fp = np.cumsum(tp), np.cumsum(fp)
         recall = tp / float(gt.num_positives)
         # A first detection on a difficult object gives 0/0; Detectron2 guards it the same way.
         precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-        aps.append(voc_ap(recall, precision, metric))
-    return np.array(aps)
+        curves.append(PRCurve(recall, precision, gt.num_positives))
+    return curves
 
 
 def evaluate_voc(
@@ -327,10 +333,13 @@ def evaluate_voc(
         if unknown is not None:
             raise ValueError(f"class {name!r}: detection on unknown image id {unknown!r}")
         det_image = np.array([row[i] for i in dets.image_ids], np.int64)
-        # COCO_STYLE_IOUS[0] is exactly 0.5: the official column is the first threshold.
-        aps = class_average_precision(
-            ground_truth[c], det_image, dets.scores, dets.boxes, metric, COCO_STYLE_IOUS
-        )
+        gt = ground_truth[c]
+        aps = np.full(len(COCO_STYLE_IOUS), np.nan)
+        if gt.num_positives:
+            # COCO_STYLE_IOUS[0] is exactly 0.5: the official column is the first threshold.
+            curves = class_pr_curves(gt, det_image, dets.scores, dets.boxes, COCO_STYLE_IOUS)
+            aps = np.array([voc_ap(k.recall, k.precision, metric) for k in curves])
+            result.curves[name] = curves[0]
         result.per_class[name] = float(aps[0])
         result.per_class_50_95[name] = float(np.mean(aps))
     return result

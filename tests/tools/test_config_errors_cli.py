@@ -44,3 +44,15 @@ def test_missing_file_and_bad_override(tmp_path: Path):
     assert result.returncode == 2
     assert "unknown key 'solver.base_lrr' (did you mean 'solver.base_lr'?)" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_frozen_bn_from_scratch_is_refused_before_training(tmp_path: Path):
+    config = str(ROOT / "configs" / "detection" / "quickstart.yaml")
+    out = tmp_path / "run"
+    result = resdet("train", "--config", config,
+                    "--set", "model.backbone.weights=", f"output_dir={out}")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("resdet train: error: model.backbone.norm is frozen_bn but ")
+    assert "--set model.backbone.norm=bn" in result.stderr
+    assert not out.exists()  # refused before the run claimed its folder

@@ -38,8 +38,7 @@ def raccoon_overrides(root: Path, out: Path, **changes: object) -> list[str]:
     folder = {"format": "voc", "root": root, "image_dir": "images", "ann_dir": "annotations"}
     sets = {f"data.{split}.{k}": v for split in ("train", "test") for k, v in folder.items()}
     sets.update({"data.train.splits": "[train]", "data.test.splits": "[test]",
-                 "data.class_names": "[raccoon]", "model.num_classes": 1,
-                 "model.backbone.norm": "bn", **changes})  # fmt: skip
+                 "data.class_names": "[raccoon]", "model.num_classes": 1, **changes})  # fmt: skip
     return tiny_overrides(root, out, **sets)
 
 

@@ -1,4 +1,5 @@
-"""`resdet train` / `resdet eval` / `resdet infer` end to end on generated data (CPU)."""
+"""`resdet train` / `resdet eval` / `resdet infer` end to end on generated data (CPU); the
+30-iteration run is conftest's ``trained``."""
 
 from __future__ import annotations
 
@@ -17,11 +18,6 @@ from tool_helpers import QUICKSTART, ROOT, tiny_overrides
 from tools.cli import main
 
 
-def train(voc: Path, out: Path, *extra: str, **changes: object) -> int:
-    argv = ["train", "--config", str(QUICKSTART), *tiny_overrides(voc, out, **changes)]
-    return main([*argv, *extra])
-
-
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     return torch.load(out / "model_final.pth", weights_only=True)["model"]
 
@@ -30,15 +26,6 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-
-
-@pytest.fixture(scope="module")
-def trained(shapes_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 30-iteration run; checkpoints every 10."""
-    out = tmp_path_factory.mktemp("run")
-    code = train(shapes_voc, out, **{"solver.max_iter": 30, "solver.checkpoint_period": 10})
-    assert code == 0
-    return out
 
 
 def test_training_lowers_the_loss(trained: Path):
@@ -52,7 +39,8 @@ def test_training_lowers_the_loss(trained: Path):
 def test_training_writes_every_output(trained: Path):
     names = {p.name for p in trained.iterdir()}
     expected = {"config.yaml", "metrics.jsonl", "last_checkpoint", "model_final.pth",
-                "eval_results.json", "coco_results.json", "voc_results"}  # fmt: skip
+                "eval_results.json", "coco_results.json", "voc_results", "pr_curves.json",
+                "pr_curves.png", "coco_ground_truth.json"}  # fmt: skip
     assert expected <= names
     assert {"checkpoint_10.pth", "checkpoint_20.pth", "checkpoint_30.pth"} <= names
     assert (trained / "last_checkpoint").read_text().strip() == "checkpoint_30.pth"
@@ -62,6 +50,12 @@ def test_training_writes_every_output(trained: Path):
     results = json.loads((trained / "eval_results.json").read_text())
     assert set(results["headline"]) == {"mAP@.5", "mAP@[.5,.95]"}
     assert results["iteration"] == 30 and results["num_images"] == 5
+    curves = json.loads((trained / "pr_curves.json").read_text())["classes"]
+    voc07 = results["metrics"]["voc07"]["per_class"]
+    # the AP of the same curves (null in pr_curves.json, NaN here: a class without objects)
+    assert {name: c["ap"] for name, c in curves.items()} == {
+        name: None if ap != ap else ap for name, ap in voc07.items()
+    }
 
 
 def test_eval_reproduces_the_periodic_evaluation(trained: Path, tmp_path: Path, capsys):

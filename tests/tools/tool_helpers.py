@@ -16,6 +16,7 @@ def tiny_overrides(voc_root: Path, output_dir: Path, **changes: object) -> list[
         "deterministic": "true",
         "log_period": 1,
         "model.backbone.weights": "",
+        "model.backbone.norm": "bn",  # from scratch: frozen BN is refused (nothing to freeze)
         "model.backbone.base_width": 8,
         "model.rpn.pre_nms_topk_train": 300,
         "model.rpn.post_nms_topk_train": 64,
