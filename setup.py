@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# `resdet export` writes ONNX (opset 20) and detection.export.OnnxPredictor runs it
+EXPORT = ["onnx>=1.15", "onnxruntime>=1.17"]
+
 setup(
     name="resdet",
     version="0.1.0",
@@ -26,8 +29,9 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6", "types-PyYAML"],
+        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6", "types-PyYAML", *EXPORT],
         "tb": ["tensorboard>=2.12"],
+        "export": EXPORT,
     },
     entry_points={"console_scripts": ["resdet=tools.cli:main"]},
 )

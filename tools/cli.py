@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "browse": ("tools.browse", "draw a data set's ground-truth boxes on its images"),
     "dataset-stats": ("tools.dataset_stats", "objects per class, box sizes, anchor coverage"),
     "convert": ("tools.convert", "convert third-party detector weights to resdet's layout"),
+    "export": ("tools.export", "write a detector as one ONNX file, postprocessing included"),
     "flops": ("tools.flops", "print parameters and multiply-adds of a backbone or detector"),
     "benchmark": ("tools.benchmark", "measure speed of the data loader, model and evaluators"),
     "demo": ("tools.demo", "the embedded end-to-end default: data, pretrain, train, eval"),

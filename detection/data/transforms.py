@@ -124,11 +124,15 @@ class TestTransform:
 
     def __call__(self, image: np.ndarray) -> tuple[Tensor, tuple[float, float]]:
         """RGB uint8 (H, W, 3) -> (normalised (3, h, w) float32, (sy, sx))."""
+        resized, scale = self.resize(image)
+        return normalize(resized, self.format, self.pixel_mean, self.pixel_std), scale
+
+    def resize(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear."""
         height, width = image.shape[:2]
         new_h, new_w = resized_shape(height, width, self.min_size, self.max_size)
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        tensor = normalize(resized, self.format, self.pixel_mean, self.pixel_std)
-        return tensor, (new_h / height, new_w / width)
+        return resized, (new_h / height, new_w / width)
 
     def transform_sample(
         self, image: np.ndarray, boxes: np.ndarray, seed: int = 0

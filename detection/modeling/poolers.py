@@ -114,7 +114,7 @@ class ROIPooler(nn.Module):
             rois[:, 1:], self.min_level, self.max_level, self.canonical_size, self.canonical_level
         )
         channels, size = features[0].shape[1], self.output_size
-        out = features[0].new_zeros((len(rois), channels, size, size))
+        out = features[0].new_zeros((rois.shape[0], channels, size, size))
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             index = torch.nonzero(levels == level).squeeze(1)
             out[index] = self.pool(feature, rois[index], scale).to(out.dtype)

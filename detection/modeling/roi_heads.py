@@ -144,15 +144,15 @@ def postprocess_detections(
     num_classes = class_logits.shape[1] - 1
     boxes = box_coder.decode(box_deltas.float(), torch.cat(list(proposals)).float())
     scores = F.softmax(class_logits.float(), dim=1)
-    counts = [len(p) for p in proposals]
+    counts = [p.shape[0] for p in proposals]  # not len(): traced sizes in an ONNX export
     results = []
     for image_boxes, image_scores, size in zip(
         boxes.split(counts), scores.split(counts), image_sizes
     ):
         image_boxes = clip_boxes(image_boxes.view(-1, num_classes + 1, 4), size)[:, 1:]
-        classes = torch.arange(1, num_classes + 1, device=boxes.device).expand(len(image_boxes), -1)
+        classes = torch.arange(1, num_classes + 1, device=boxes.device)
+        classes = classes.expand(image_boxes.shape[0], -1).reshape(-1)  # (R K,)
         image_boxes, image_scores = image_boxes.reshape(-1, 4), image_scores[:, 1:].reshape(-1)
-        classes = classes.reshape(-1)
         keep = torch.nonzero(image_scores > score_thresh).squeeze(1)
         keep = keep[large_enough(image_boxes[keep], min_box_size)]
         keep = keep[batched_nms(image_boxes[keep], image_scores[keep], classes[keep], nms_thresh)]

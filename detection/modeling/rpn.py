@@ -134,6 +134,14 @@ def rpn_losses(
     return {"loss_rpn_cls": cls / normalizer, "loss_rpn_loc": loc / normalizer}
 
 
+def topk_count(scores: Tensor, k: int) -> int:
+    """``min(k, scores.shape[1])``; while tracing a traced value, so that an exported graph
+    keeps it dynamic (torchvision's ``_topk_min``)."""
+    if not torch.jit.is_tracing():
+        return min(k, scores.shape[1])
+    return torch.clamp(torch._shape_as_tensor(scores)[1], max=k)  # type: ignore[return-value]
+
+
 @torch.no_grad()
 def select_proposals(
     anchors: Sequence[Tensor],
@@ -167,7 +175,7 @@ def select_proposals(
     """
     boxes, scores, levels = [], [], []
     for level, (a, lg, d) in enumerate(zip(anchors, logits, deltas)):
-        top, idx = lg.topk(min(pre_nms_topk, lg.shape[1]), dim=1)  # (N, k)
+        top, idx = lg.topk(topk_count(lg, pre_nms_topk), dim=1)  # (N, k)
         picked = torch.gather(d, 1, idx[..., None].expand(-1, -1, 4))  # (N, k, 4)
         decoded = box_coder.decode(picked.reshape(-1, 4).float(), a[idx.reshape(-1)])
         boxes.append(decoded.view(*idx.shape, 4))
@@ -272,7 +280,7 @@ class RPN(nn.Module):
     def anchors(self, images: Tensor, features: Sequence[Tensor]) -> list[Tensor]:
         """Anchors per map; a map's stride is the padded input size // its size (torchvision)."""
         height, width = images.shape[-2:]
-        grids = [(int(f.shape[-2]), int(f.shape[-1])) for f in features]
+        grids = [(f.shape[-2], f.shape[-1]) for f in features]  # traced sizes in an ONNX export
         strides = [(height // h, width // w) for h, w in grids]
         return self.anchor_generator(grids, strides, images.device)
 

@@ -1,0 +1,40 @@
+"""`resdet export`: the whole detector as one ONNX file, postprocessing included.
+
+    resdet export --config C --weights W --out model.onnx [--opset 20] [--set k=v ...]
+
+The graph's inputs and outputs: detection/export.py's docstring, also `resdet export --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from detection.config import load_config
+from tools.arguments import add_config_arguments
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from detection import export
+
+    parser.description = export.__doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    add_config_arguments(parser, "configs/detection/raccoon_r18_c4.yaml")
+    parser.add_argument("--weights", required=True, help="detector checkpoint (model_final.pth)")
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    opsets = f"{export.OPSETS.start}..{export.OPSETS.stop - 1}"
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=export.DEFAULT_OPSET,
+        help=f"ONNX opset, {opsets} (default {export.DEFAULT_OPSET})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from detection.export import export_onnx
+    from detection.predictor import Predictor
+
+    cfg = load_config(args.config, args.overrides)
+    export_onnx(Predictor(cfg, args.weights, device="cpu"), args.out, args.opset)
+    print(f"wrote {args.out} (ONNX opset {args.opset})")
+    return 0
