@@ -40,5 +40,5 @@ def test_designs_command_list():
     assert set(COMMANDS) == {
         "pretrain", "train", "eval", "infer", "score", "submit", "make-dataset", "convert",
         "flops", "benchmark", "demo", "compare", "plot", "split-dataset", "browse",
-        "dataset-stats", "report",
+        "dataset-stats", "report", "export",
     }  # fmt: skip
