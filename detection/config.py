@@ -152,6 +152,10 @@ class TestConfig:
     score_thresh: float = 0.05  # drop detections scoring below this
     nms_thresh: float = 0.3  # per-class NMS IoU threshold (py-faster-rcnn: 0.3)
     detections_per_image: int = 100  # keep at most this many detections per image
+    box_voting: bool = False  # after NMS, each box -> score-weighted mean of its class's overlaps
+    box_voting_iou: float = field(  # candidates at IoU >= this with a kept box vote for it
+        default=0.5, metadata=at_least(0)
+    )
     ims_per_batch: int = 1  # images per batch at test time (per process)
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")

@@ -249,6 +249,7 @@ def build_roi_heads(
         score_thresh=t.score_thresh,
         nms_thresh=t.nms_thresh,
         detections_per_image=t.detections_per_image,
+        box_voting_iou=t.box_voting_iou if t.box_voting else None,
     )
 
 

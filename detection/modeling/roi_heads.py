@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
 from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough
+from detection.modeling.box_voting import box_voting
 from detection.modeling.heads import FastRCNNPredictor
 from detection.modeling.losses import box_regression_loss, check_box_loss
 from detection.modeling.matcher import Matcher, match_boxes
@@ -119,13 +120,15 @@ def postprocess_detections(
     nms_thresh: float,
     detections_per_image: int,
     min_box_size: float = 1e-2,
+    box_voting_iou: float | None = None,
 ) -> list[Detections]:
     """Scores and refined boxes -> final detections per image.
 
     Every (RoI, class) pair is a candidate: softmax probability as score, the class's decoded
     box clipped to the image. Candidates scoring above `score_thresh` whose sides are at least
     `min_box_size` (a clipped box can collapse) go through NMS per class; the best
-    `detections_per_image` survive.
+    `detections_per_image` survive; with `box_voting_iou` each survivor's box is then the
+    score-weighted mean of its class's candidates at IoU >= box_voting_iou with it.
 
     Args:
         class_logits: (R, K + 1), RoIs of all images in order.
@@ -137,6 +140,7 @@ def postprocess_detections(
         nms_thresh: per-class NMS IoU threshold.
         detections_per_image: cap per image.
         min_box_size: smallest side kept (input pixels).
+        box_voting_iou: the voting threshold, or None for no box voting.
 
     Returns:
         per image, Detections in network-input pixels, by decreasing score.
@@ -152,13 +156,44 @@ def postprocess_detections(
         image_boxes = clip_boxes(image_boxes.view(-1, num_classes + 1, 4), size)[:, 1:]
         classes = torch.arange(1, num_classes + 1, device=boxes.device)
         classes = classes.expand(image_boxes.shape[0], -1).reshape(-1)  # (R K,)
-        image_boxes, image_scores = image_boxes.reshape(-1, 4), image_scores[:, 1:].reshape(-1)
-        keep = torch.nonzero(image_scores > score_thresh).squeeze(1)
-        keep = keep[large_enough(image_boxes[keep], min_box_size)]
-        keep = keep[batched_nms(image_boxes[keep], image_scores[keep], classes[keep], nms_thresh)]
-        keep = keep[:detections_per_image]
-        results.append(Detections(image_boxes[keep], image_scores[keep], classes[keep] - 1))
+        detections = select_detections(
+            image_boxes.reshape(-1, 4), image_scores[:, 1:].reshape(-1), classes,
+            score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou,
+        )  # fmt: skip
+        results.append(detections)
     return results
+
+
+def select_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    classes: Tensor,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_image: int,
+    min_box_size: float,
+    box_voting_iou: float | None,
+) -> Detections:
+    """One image's (RoI, class) candidates -> its detections (see `postprocess_detections`).
+
+    Args:
+        boxes: (M, 4) xyxy decoded, clipped.
+        scores: (M,) class probabilities.
+        classes: (M,) head class indices (1..K).
+        score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: as in
+            `postprocess_detections`.
+
+    Returns:
+        Detections (labels 0-based) by decreasing score.
+    """
+    keep = torch.nonzero(scores > score_thresh).squeeze(1)
+    keep = keep[large_enough(boxes[keep], min_box_size)]
+    boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    keep = batched_nms(boxes, scores, classes, nms_thresh)[:detections_per_image]
+    kept = boxes[keep]
+    if box_voting_iou is not None:
+        kept = box_voting(kept, classes[keep], boxes, scores, classes, box_voting_iou)
+    return Detections(kept, scores[keep], classes[keep] - 1)
 
 
 class ROIHeads(nn.Module):
@@ -180,6 +215,7 @@ class ROIHeads(nn.Module):
         nms_thresh: inference per-class NMS threshold.
         detections_per_image: inference cap.
         min_box_size: smallest detection side kept at inference (drops collapsed boxes).
+        box_voting_iou: inference box voting's IoU threshold, or None for none.
     """
 
     def __init__(
@@ -200,6 +236,7 @@ class ROIHeads(nn.Module):
         nms_thresh: float = 0.3,
         detections_per_image: int = 100,
         min_box_size: float = 1e-2,
+        box_voting_iou: float | None = None,
     ) -> None:
         super().__init__()
         check_box_loss(loss_type)
@@ -218,6 +255,7 @@ class ROIHeads(nn.Module):
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
         self.min_box_size = min_box_size
+        self.box_voting_iou = box_voting_iou
 
     def predict(self, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Pool, box head, predictor: per image (R_i, 4) -> (R, K + 1), (R, 4 (K + 1))."""
@@ -261,5 +299,6 @@ class ROIHeads(nn.Module):
         detections = postprocess_detections(
             logits, deltas, boxes, images.image_sizes, self.box_coder,
             self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
+            self.box_voting_iou,
         )  # fmt: skip
         return detections, losses
