@@ -111,7 +111,8 @@ def markdown(rows: list[Row], threads: int, device: str, repeats: int) -> str:
         f"Machine: {machine}; shared with background jobs (load average {load} at the end); "
         f"torch {torch.__version__}, {threads} threads, {platform.python_implementation()} "
         f"{platform.python_version()}. Command: `python benchmarks/detector_speed.py "
-        f"--sizes {' '.join(r[0].replace(' ', '') for r in rows)} --repeats {repeats}` (R50-FPN, random weights shared by all models, one image per call, end to end; "
+        f"--sizes {' '.join(r[0].replace(' ', '') for r in rows)} --repeats {repeats}` "
+        "(R50-FPN, random weights shared by all models, one image per call, end to end; "
         f"{repeats} alternating runs each; seconds as median (best); the machine is shared, "
         "so the best run is the steadier estimate).",
         "",

@@ -71,8 +71,8 @@ class DetectionTask:
         model = build_model(self.cfg, load_backbone_weights=False)
         load_detector_weights(model, source)
         amp = inference_amp(self.cfg, device)
-        model = prepare_for_inference(model, device, self.cfg.channels_last, amp)
-        return model, int(source.get("iteration", 0))
+        ready = prepare_for_inference(model, device, self.cfg.channels_last, amp)
+        return ready, int(source.get("iteration", 0))
 
     def train_batches(self, batch_size: int, start_iter: int) -> Any:
         return build_detection_train_loader(self.cfg, batch_size, start_iter)

@@ -11,11 +11,10 @@ import pytest
 import torch
 import yaml
 
-from detection.config import Config
+from detection.config import Config, load_config
 from detection.data.transforms import TestTransform, collate_images
 from detection.modeling.build import build_model
 from detection.predictor import Predictor
-from detection.config import load_config
 from detection.structures import Detections
 from engine import amp
 from engine.errors import UserError
