@@ -160,6 +160,9 @@ class TestConfig:
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")
     )
+    precision: str = field(  # inference: fp32, or bf16 autocast (CUDA; CPU with native bf16)
+        default="fp32", metadata=choices("fp32", "bf16")
+    )
 
 
 @dataclass
@@ -171,6 +174,7 @@ class Config(RunConfig):
     input: InputConfig = field(default_factory=InputConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    channels_last: bool = True  # NHWC feature maps (faster convolutions on CPU and CUDA)
 
 
 def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()) -> Config:

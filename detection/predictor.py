@@ -13,6 +13,7 @@ from typing import overload
 
 import numpy as np
 import torch
+from torch import nn
 
 from backbones.layers import fold_frozen_bn
 from backbones.weights import read_source
@@ -21,8 +22,12 @@ from detection.data.build import build_test_transform, resolve_class_names
 from detection.data.transforms import collate_images, postprocess_detections
 from detection.modeling.build import build_model, load_detector_weights
 from detection.structures import Detections
-from engine.amp import autocast
+from engine.amp import autocast, cast_for_autocast, resolve_amp
 from engine.errors import UserError
+from engine.loop import prepare_model
+from engine.run import amp_dtype
+
+PRECISIONS = ("fp32", "bf16")
 
 
 class Predictor:
@@ -36,9 +41,11 @@ class Predictor:
         batch_size: images per forward pass for lists (default: cfg.test.ims_per_batch).
         fold_bn: fold every norm layer into the convolution before it (inference-only speed-up;
             outputs change by float rounding only).
+        precision: "fp32" or "bf16" (autocast on CUDA, or on a CPU with native bf16; see
+            :func:`inference_amp`); default cfg.test.precision.
 
     ``class_names`` are the checkpoint's (recorded by ``resdet train``), else the config's.
-    On CUDA with cfg.solver.amp the forward pass runs under autocast (cfg.solver.amp_dtype).
+    Feature maps are channels_last when cfg.channels_last (the default).
     """
 
     def __init__(
@@ -48,6 +55,7 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int | None = None,
         fold_bn: bool = True,
+        precision: str | None = None,
     ) -> None:
         cfg = config if isinstance(config, Config) else load_config(config)
         if str(device) == "auto":
@@ -61,10 +69,10 @@ class Predictor:
         self.model.eval()
         if fold_bn:
             fold_frozen_bn(self.model)
-        self.model.to(self.device)
+        self.amp = inference_amp(cfg, self.device, precision)
+        prepare_for_inference(self.model, self.device, cfg.channels_last, self.amp)
         self.transform = build_test_transform(cfg.input)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
-        self.amp = cfg.solver.amp_dtype if cfg.solver.amp and self.device.type == "cuda" else None
         self.class_names = predictor_class_names(cfg, source.get("meta", {}))
 
     @overload
@@ -106,6 +114,30 @@ class Predictor:
             detections = self.model(batch, detect=True).detections
         assert detections is not None
         return [d.to("cpu") for d in postprocess_detections(detections, batch)]
+
+
+def inference_amp(cfg: Config, device: torch.device, precision: str | None = None) -> str | None:
+    """The autocast dtype of inference (None: fp32), as the Predictor and ``resdet eval`` use it.
+
+    ``precision`` (default cfg.test.precision) "bf16" asks for bf16 autocast (fp32 with a
+    warning where the device lacks it, see ``engine.amp.resolve_amp``); with "fp32", CUDA
+    still autocasts when cfg.solver.amp is on, as in training.
+    """
+    precision = precision or cfg.test.precision
+    if precision not in PRECISIONS:
+        raise UserError(f"precision {precision!r} is not known; expected one of {PRECISIONS}")
+    if precision == "bf16":
+        return resolve_amp("bf16", device, "test.precision")
+    return amp_dtype(cfg.solver, device) if device.type == "cuda" else None
+
+
+def prepare_for_inference(
+    model: nn.Module, device: torch.device, channels_last: bool, amp: str | None
+) -> nn.Module:
+    """``model`` in eval mode on ``device``, channels_last if asked, its convolution and
+    linear weights stored in the autocast dtype ``amp`` (it then runs under autocast only)."""
+    model = prepare_model(model.eval(), device, channels_last)
+    return cast_for_autocast(model, amp)
 
 
 def predictor_class_names(cfg: Config, meta: dict[str, object]) -> list[str]:

@@ -37,13 +37,15 @@ from detection.evaluation import (
 )
 from detection.modeling.build import build_model, load_detector_weights
 from detection.modeling.faster_rcnn import FasterRCNN
+from detection.predictor import inference_amp, prepare_for_inference
 from detection.structures import DetectionBatch, ImageRecord
 from engine import distributed as dist
 from engine.amp import autocast
 from engine.checkpoint import list_checkpoints
 from engine.errors import UserError
 from engine.io import atomic_torch_save, atomic_write_json
-from engine.run import amp_dtype, evaluate_checkpoint, run_training
+from engine.loop import prepare_model
+from engine.run import evaluate_checkpoint, run_training
 from engine.spec import InputSpec
 
 COCO_GROUND_TRUTH = "coco_ground_truth.json"  # a VOC-format test split, as COCO annotations
@@ -71,13 +73,15 @@ class DetectionTask:
         build_evaluators(self.cfg, records, class_names, None)
 
     def build_model(self, device: torch.device) -> nn.Module:
-        return build_model(self.cfg).to(device)
+        return prepare_model(build_model(self.cfg), device, self.cfg.channels_last)
 
     def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
         source = read_source(weights, self.cfg.trust_weights)
         model = build_model(self.cfg, load_backbone_weights=False)
         load_detector_weights(model, source)
-        return model.to(device), int(source.get("iteration", 0))
+        amp = inference_amp(self.cfg, device)
+        ready = prepare_for_inference(model, device, self.cfg.channels_last, amp)
+        return ready, int(source.get("iteration", 0))
 
     def train_batches(self, batch_size: int, start_iter: int) -> Any:
         return build_detection_train_loader(self.cfg, batch_size, start_iter)
@@ -194,7 +198,7 @@ def evaluate_detector(
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    with autocast(device.type, amp_dtype(cfg.solver, device)):
+    with autocast(device.type, inference_amp(cfg, device)):
         for batch in loader:
             detections = model(batch.images.to(device), detect=True).detections or []
             detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)

@@ -65,7 +65,7 @@ class SolverConfig:
     checkpoint_period: int = field(  # iterations between checkpoints (and one at the end); 0 off
         default=5000, metadata=at_least(0)
     )
-    amp: bool = False  # automatic mixed precision on CUDA (ignored on CPU)
+    amp: bool = False  # mixed precision: CUDA, or bf16 on a CPU with native bf16 (else fp32)
     amp_dtype: str = field(default="bf16", metadata=choices("bf16", "fp16"))  # AMP dtype
     on_nonfinite: str = field(  # a NaN/inf loss stops the run, or skips the batch
         default="stop", metadata=choices("stop", "skip")

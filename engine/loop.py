@@ -48,14 +48,14 @@ class LoopOptions:
     checkpoint_period: int = 0  # save every this many iterations (and always at the end)
     eval_period: int = 0  # evaluate every this many iterations (and always at the end)
     log_period: int = 20  # iterations between metrics.jsonl lines
-    amp_dtype: str | None = None  # "bf16" or "fp16" autocast on CUDA; None (and on CPU): off
+    amp_dtype: str | None = None  # "bf16" / "fp16" autocast (engine.amp.resolve_amp); None: off
     clip_grad_norm: float = 0.0  # clip the global gradient norm to this; 0 = off
     on_nonfinite: str = "stop"  # a NaN/inf loss raises NonFiniteLossError, or "skip"s the batch
 
 
 def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    """Move ``model`` to ``device``; channels_last memory format on CUDA if asked for."""
-    if channels_last and device.type == "cuda":
+    """Move ``model`` to ``device``; channels_last memory format if asked for."""
+    if channels_last:
         return model.to(device).to(memory_format=torch.channels_last)
     return model.to(device)
 

@@ -25,7 +25,7 @@ import yaml
 from torch import Tensor, nn
 
 from engine import distributed as dist
-from engine.amp import make_grad_scaler
+from engine.amp import make_grad_scaler, resolve_amp
 from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.config import SolverConfig, save_config
 from engine.errors import UserError
@@ -251,8 +251,9 @@ def build_solver(
 
 
 def amp_dtype(solver: SolverConfig, device: torch.device) -> str | None:
-    """The autocast dtype name when AMP is on and the device is CUDA, else None."""
-    return solver.amp_dtype if solver.amp and device.type == "cuda" else None
+    """The autocast dtype name when AMP is on and ``device`` runs it (CUDA; bf16 on a CPU
+    with native bf16, see ``engine.amp.resolve_amp``), else None."""
+    return resolve_amp(solver.amp_dtype if solver.amp else None, device, "solver.amp_dtype")
 
 
 def loop_options(cfg: Any, amp: str | None) -> LoopOptions:

@@ -3,6 +3,7 @@
     resdet benchmark data_loader --workers 0 2     # loader images/s, ours vs torchvision
     resdet benchmark eval_speed                    # VOC and COCO evaluation at full size
     resdet benchmark detector_speed                # our R50-FPN vs torchvision's, latency
+    resdet benchmark train_step                    # one R50-FPN training step, vs torchvision
     resdet benchmark train_speed --config C        # training / inference img/s, peak memory
 
 The scripts (benchmarks/) ship with the package, so this works from any folder; the

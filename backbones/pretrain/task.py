@@ -162,7 +162,7 @@ class ClassificationTask:
                                   trust=self.cfg.trust_weights)  # fmt: skip
             logger.info("weights %s: %s", backbone.weights, report.summary())
         self._step = make_train_step(device, self.cfg.channels_last)
-        return prepare_model(model, device, self.cfg.channels_last)
+        return prepare_model(model, device, self.cfg.channels_last and device.type == "cuda")
 
     def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
         source = read_source(weights, self.cfg.trust_weights)
@@ -176,7 +176,7 @@ class ClassificationTask:
         if self.cfg.input.per_pixel_mean and self.cfg.data.train.root:
             train = self.train_data()
         self._mean = _mean(self.cfg, train, source.get("pixel_mean_image"))
-        net = prepare_model(model, device, self.cfg.channels_last)
+        net = prepare_model(model, device, self.cfg.channels_last and device.type == "cuda")
         return net, int(source.get("iteration", 0))
 
     def train_batches(self, batch_size: int, start_iter: int) -> Iterable[ClassBatch]:

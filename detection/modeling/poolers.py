@@ -91,7 +91,12 @@ class ROIPooler(nn.Module):
         self.canonical_level = canonical_level
 
     def pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        """One map: (N, C, H, W), (R, 5) -> (R, C, S, S)."""
+        """One map: (N, C, H, W), (R, 5) -> (R, C, S, S) float32.
+
+        The kernels want float32 NCHW: a bf16 / fp16 or channels_last map (autocast, fast
+        paths) is converted here in one copy (roi_pool has no autocast rule of its own).
+        """
+        feature = feature.to(torch.float32, memory_format=torch.contiguous_format)
         size = (self.output_size, self.output_size)
         if self.pooler_type == "roi_pool":
             return roi_pool(feature, rois, size, scale)

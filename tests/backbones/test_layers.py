@@ -30,6 +30,17 @@ def test_frozen_bn_by_hand() -> None:
     assert list(dict(norm.named_parameters())) == []
 
 
+def test_frozen_bn_keeps_dtype_and_memory_format() -> None:
+    norm = FrozenBatchNorm2d(2)
+    norm.weight.copy_(torch.tensor([2.0, -1.0]))
+    norm.bias.copy_(torch.tensor([0.5, 1.0]))
+    x = torch.arange(16.0).view(1, 2, 2, 4).contiguous(memory_format=torch.channels_last)
+    y = norm(x)  # scale = weight (var + eps = 1), shift = bias
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y[0, 0], x[0, 0] * 2 + 0.5) and torch.equal(y[0, 1], 1 - x[0, 1])
+    assert norm(x.bfloat16()).dtype == torch.bfloat16
+
+
 def test_fresh_frozen_bn_is_identity() -> None:
     x = torch.randn(2, 4, 3, 3)
     assert torch.allclose(FrozenBatchNorm2d(4)(x), x, atol=1e-6)

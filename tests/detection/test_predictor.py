@@ -11,11 +11,12 @@ import pytest
 import torch
 import yaml
 
-from detection.config import Config
+from detection.config import Config, load_config
 from detection.data.transforms import TestTransform, collate_images
 from detection.modeling.build import build_model
 from detection.predictor import Predictor
 from detection.structures import Detections
+from engine import amp
 from engine.errors import UserError
 
 
@@ -107,6 +108,34 @@ def test_bad_images_are_user_errors(checkpoint: Path) -> None:
         cfg.model.rpn.in_features = ["p2", "p3", "p4", "p5", "p6"]
         cfg.model.anchors.sizes = [[8.0], [16.0], [32.0], [64.0], [128.0]]
         Predictor(cfg, str(checkpoint))
+
+
+def test_precision_from_the_config_or_the_argument(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: True)
+    cfg = small_config()
+    cfg.test.precision = "bf16"
+    predictor = Predictor(cfg, str(checkpoint))
+    assert predictor.amp == "bf16"
+    assert predictor.model.backbone.stem.conv1.weight.dtype == torch.bfloat16  # cast once
+    det = predictor(_images((64, 80))[0])
+    assert isinstance(det, Detections) and det.boxes.dtype == torch.float32
+    assert Predictor(cfg, str(checkpoint), precision="fp32").amp is None
+    with pytest.raises(UserError, match=r"precision 'fp16' is not known; expected one of"):
+        Predictor(small_config(), str(checkpoint), precision="fp16")
+    with pytest.raises(UserError, match=r"test.precision"):
+        load_config(None, ["test.precision=fp16"])
+
+
+def test_bf16_on_a_cpu_without_it_warns_and_runs_fp32(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(amp, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match=r"test.precision: bf16 needs CUDA or a CPU with"):
+        predictor = Predictor(small_config(), str(checkpoint), precision="bf16")
+    assert predictor.amp is None
+    assert predictor.model.backbone.stem.conv1.weight.dtype == torch.float32
 
 
 def test_detection_exports_predictor_lazily() -> None:

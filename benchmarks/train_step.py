@@ -1,0 +1,160 @@
+"""One R50-FPN training step, ours against torchvision's fasterrcnn_resnet50_fpn, fp32 and bf16.
+
+Both models get the same random weights (torchvision's, converted as `resdet convert` does),
+frozen BN with conv1 and res2 frozen (torchvision's trainable_backbone_layers=3), the same
+batch of images at network size (so torchvision's internal resize is the identity) with the
+same boxes, and SGD on the trainable parameters. Steps alternate in one process (ours fp32,
+torchvision fp32, ours bf16, torchvision bf16, ...) so that machine noise hits all alike; a
+step is forward with the four losses, backward and the optimiser update.
+
+    python benchmarks/train_step.py                         # 2 images of 800x1056, 3 steps
+    python benchmarks/train_step.py --write-docs            # also update docs/PERFORMANCE.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from benchmarks.detector_speed import CONFIG, MACHINE, random_torchvision_model, timed
+from benchmarks.detector_speed import write_section as write_doc_section
+from detection.config import load_config
+from detection.modeling.build import build_model, load_detector_weights
+from detection.modeling.convert import from_torchvision_detector
+from detection.structures import ImageBatch, Targets
+from engine.amp import autocast, cpu_has_native_bf16
+from engine.loop import prepare_model
+
+SECTION = "## Training step"
+Step = Callable[[], float]  # one step; returns the loss
+
+
+def batch(n: int, h: int, w: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """n images (n, 3, h, w) in 0..1, and per image 3 boxes (3, 4) xyxy and labels (3,) 1..90."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 3, h, w, generator=g)
+    corners = torch.rand(n, 3, 2, generator=g) * torch.tensor([w, h]) * 0.6
+    sizes = torch.rand(n, 3, 2, generator=g) * torch.tensor([w, h]) * 0.3 + 32
+    boxes = torch.cat([corners, corners + sizes], dim=2)
+    labels = torch.randint(1, 91, (n, 3), generator=g)
+    return images, list(boxes), list(labels)
+
+
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 1e-4, 0.9)
+
+
+def step_fn(forward: Callable[[], dict[str, Tensor]], model: nn.Module, amp: str | None) -> Step:
+    """forward -> summed losses -> backward -> SGD step, under autocast ``amp``."""
+    optimizer = sgd(model)
+
+    def step() -> float:
+        with autocast("cpu", amp):
+            loss = sum(forward().values())
+        assert isinstance(loss, Tensor)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    return step
+
+
+def steps(n: int, h: int, w: int, bf16: bool) -> dict[str, Step]:
+    """The models to time: ours and torchvision's, fp32 and (if ``bf16``) bf16 autocast."""
+    images, boxes, labels = batch(n, h, w)
+    cfg = load_config(CONFIG)
+    mean = torch.tensor(cfg.input.pixel_mean).view(1, 3, 1, 1) / 255
+    std = torch.tensor(cfg.input.pixel_std).view(1, 3, 1, 1) / 255
+    ours_batch = ImageBatch((images - mean) / std, [(h, w)] * n, [(h, w)] * n,
+                            [(1.0, 1.0)] * n, [False] * n, list(range(n)))  # fmt: skip
+    targets = [Targets(b, lab - 1, torch.zeros(len(b), dtype=torch.bool))
+               for b, lab in zip(boxes, labels)]  # fmt: skip
+    tv_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
+    runs: dict[str, Step] = {}
+    for amp in ["fp32", "bf16"] if bf16 else ["fp32"]:
+        tv = random_torchvision_model("cpu").train()
+        ours = build_model(cfg, load_backbone_weights=False)
+        load_detector_weights(ours, {"model": from_torchvision_detector(tv.state_dict())})
+        ours = prepare_model(ours.train(), torch.device("cpu"), cfg.channels_last)
+        dtype = None if amp == "fp32" else amp
+
+        def ours_forward(m: nn.Module = ours) -> dict[str, Tensor]:
+            return dict(m(ours_batch, targets).losses)
+
+        def tv_forward(m: nn.Module = tv) -> dict[str, Tensor]:
+            return dict(m(list(images), tv_targets))
+
+        runs[f"ours {amp}"] = step_fn(ours_forward, ours, dtype)
+        runs[f"torchvision {amp}"] = step_fn(tv_forward, tv, dtype)
+    return runs
+
+
+def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
+    """The section: machine line, one row per model, speed-up over torchvision fp32."""
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    tv = statistics.median(times["torchvision fp32"]), min(times["torchvision fp32"])
+    lines = [
+        SECTION,
+        "",
+        f"Machine: {MACHINE}; shared with background jobs (load average {load} at the end); "
+        f"torch {torch.__version__}, {args.threads} threads, {platform.python_implementation()} "
+        f"{platform.python_version()}. Command: `python benchmarks/train_step.py --batch "
+        f"{args.batch} --size {args.size} --repeats {args.repeats}` (R50-FPN, same random "
+        f"weights and batch of {args.batch} images at {args.size}, frozen BN, conv1 + res2 "
+        f"frozen; {args.repeats} alternating steps each after one warm-up; seconds as median "
+        "(best)).",
+        "",
+        "| model | precision | s / step, median (best) | speed-up vs torchvision fp32 |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, values in times.items():
+        who, precision = name.split()
+        med, best = statistics.median(values), min(values)
+        lines.append(f"| {who} | {precision} | {med:.2f} ({best:.2f}) "
+                     f"| {tv[0] / med:.2f}x ({tv[1] / best:.2f}x) |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+NOTES = """
+- Ours trains with channels_last weights and activations (config `channels_last: true`, the
+  default) and, with `solver.amp: true` + `solver.amp_dtype: bf16`, under CPU bf16 autocast
+  where the CPU has native bf16 (AVX512-BF16 / AMX; else fp32 with a warning). The losses
+  are computed in fp32 in both models. "torchvision bf16" is the same autocast around
+  torchvision's model, for reference.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=2, help="images per step")
+    parser.add_argument("--size", default="800x1056", help="network input h x w")
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per model")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--no-bf16", action="store_true", help="fp32 only")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/PERFORMANCE.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    h, w = (int(v) for v in args.size.split("x"))
+    runs = steps(args.batch, h, w, bf16=cpu_has_native_bf16() and not args.no_bf16)
+    for run in runs.values():
+        run()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run, "cpu"))
+            print(f"{name}: {times[name][-1]:.2f} s", flush=True)
+    table = markdown(times, args)
+    print(table)
+    if args.write_docs:
+        write_doc_section(table, NOTES, SECTION)
+
+
+if __name__ == "__main__":
+    main()
