@@ -45,6 +45,7 @@ from engine.checkpoint import list_checkpoints
 from engine.errors import UserError
 from engine.io import atomic_torch_save, atomic_write_json
 from engine.loop import prepare_model
+from engine.metrics import Progress
 from engine.run import evaluate_checkpoint, run_training
 from engine.spec import InputSpec
 
@@ -198,12 +199,15 @@ def evaluate_detector(
     was_training = model.training
     model.eval()
     start = time.perf_counter()
+    progress = Progress(loader.num_images, "eval", enabled=dist.is_main())
     with autocast(device.type, inference_amp(cfg, device)):
         for batch in loader:
             detections = model(batch.images.to(device), detect=True).detections or []
             detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)
             for evaluator in evaluators.values():
                 evaluator.process(batch.records, detections)
+            progress.update(len(batch.records))
+    progress.close()
     model.train(was_training)
     seconds = time.perf_counter() - start
     results = {name: evaluator.evaluate() for name, evaluator in evaluators.items()}

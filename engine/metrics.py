@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -106,6 +107,61 @@ class MetricsLogger:
             self._bar.close()
         if self._writer is not None:
             self._writer.close()
+
+
+class Progress:
+    """Progress of a pass over a known number of items (evaluation, inference).
+
+    A tqdm bar on a terminal; elsewhere (a log file, a batch job) one line on stderr at most
+    every ``every_seconds`` and at the end, like the training log's:
+    ``eval 120/4952 images  0.31 s/image  eta 0:25:10``.
+
+    Args:
+        total: items in the pass (this rank's share).
+        what: the pass, first word of each line (``eval``, ``infer``).
+        unit: the items' name (``images``).
+        enabled: False on ranks other than 0 (nothing is shown).
+        every_seconds: least time between two plain lines.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        what: str,
+        unit: str = "images",
+        enabled: bool = True,
+        every_seconds: float = 30.0,
+    ) -> None:
+        self.total, self.what, self.unit = total, what, unit
+        self.done = 0
+        self._every = every_seconds
+        self._start = self._shown = time.perf_counter()
+        self._plain = enabled and not sys.stderr.isatty()
+        self._bar = None
+        if enabled and not self._plain:
+            self._bar = tqdm(total=total, desc=what, unit=unit.rstrip("s"), dynamic_ncols=True)
+
+    def update(self, n: int = 1) -> None:
+        """``n`` more items are done."""
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.perf_counter()
+        if self._plain and (now - self._shown >= self._every or self.done >= self.total):
+            self._shown = now
+            print(self.line(now - self._start), file=sys.stderr, flush=True)
+
+    def line(self, elapsed: float) -> str:
+        """``eval 120/4952 images  0.31 s/image  eta 0:25:10`` after ``elapsed`` seconds."""
+        per_item = elapsed / max(self.done, 1)
+        eta = datetime.timedelta(seconds=int(per_item * max(self.total - self.done, 0)))
+        rate = f"{per_item:.2f} s/{self.unit.rstrip('s')}"
+        return f"{self.what} {self.done}/{self.total} {self.unit}  {rate}  eta {eta}"
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def progress_line(line: dict[str, Any], max_iter: int) -> str:

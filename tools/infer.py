@@ -11,7 +11,6 @@ drawn nor listed.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from detection.config import load_config
@@ -38,11 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import cv2
-    from tqdm import tqdm
 
     from detection.predictor import Predictor
     from detection.visualize import draw_detections
     from engine.images import decode_image
+    from engine.io import atomic_write_bytes, atomic_write_json
+    from engine.metrics import Progress
 
     cfg = load_config(args.config, args.overrides)
     paths = list_images(Path(args.input))
@@ -50,11 +50,15 @@ def run(args: argparse.Namespace) -> int:
     names = predictor.class_names
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(paths, desc="infer", unit="img", disable=None):
+    progress = Progress(len(paths), "infer", every_seconds=10.0)
+    for path in paths:
         image = decode_image(str(path))  # RGB uint8; UserError naming the file if unreadable
         detections = predictor(image)
         drawn = draw_detections(image, detections, names, args.score_thresh)
-        cv2.imwrite(str(out / path.name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        ok, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise UserError(f"{path}: OpenCV cannot encode a drawn image as {path.suffix!r}")
+        atomic_write_bytes(out / path.name, encoded.tobytes())
         keep = detections.scores >= args.score_thresh
         entries = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5),
@@ -64,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
             )
         ]  # fmt: skip
         record = {"image": str(path), "width": image.shape[1], "height": image.shape[0]}
-        (out / f"{path.stem}.json").write_text(json.dumps({**record, "detections": entries}))
+        atomic_write_json(out / f"{path.stem}.json", {**record, "detections": entries})
+        progress.update()
+    progress.close()
     print(f"{len(paths)} images with detections drawn in {out}")
     return 0
 

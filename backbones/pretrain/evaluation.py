@@ -19,6 +19,7 @@ from backbones.pretrain.data import ClassificationData, EvalDataset, collate_eva
 from backbones.pretrain.transforms import ViewTransform
 from engine import distributed as dist
 from engine.amp import autocast
+from engine.metrics import Progress
 
 
 def score_views(model: nn.Module, views: list[list[Tensor]], device: torch.device) -> Tensor:
@@ -90,6 +91,7 @@ def evaluate(
             collate_fn=collate_eval,
         )
         counts = np.zeros(4, np.int64)  # top-1 wrong, top-5 wrong, images, skipped
+        progress = Progress(len(shard), f"eval {mode}", enabled=dist.is_main())
         with torch.no_grad(), autocast(device.type, amp_dtype):
             for batch in loader:
                 counts[3] += len(batch.bad)
@@ -97,6 +99,8 @@ def evaluate(
                     scores = score_views(net, batch.views, device)
                     counts[:2] += count_topk_wrong(scores, batch.labels.to(device))
                     counts[2] += len(batch.labels)
+                progress.update(len(batch.labels) + len(batch.bad))
+        progress.close()
         wrong1, wrong5, n, skipped = np.sum(dist.all_gather_object(counts), axis=0).tolist()
         results[mode] = {
             "top1_error": wrong1 / max(n, 1),

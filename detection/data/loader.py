@@ -134,6 +134,11 @@ class DetectionLoader:
     def num_skipped(self) -> int:
         return self.policy.num_skipped
 
+    @property
+    def num_images(self) -> int:
+        """Images this process reads per pass: its shard of the set (finite loaders only)."""
+        return len(self.loader.batch_sampler.sampler)  # type: ignore[union-attr]
+
     def __len__(self) -> int:
         """Batches per pass (finite loaders only)."""
         return len(self.loader)

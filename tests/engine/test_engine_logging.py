@@ -85,3 +85,33 @@ def test_log_lines_go_to_stderr_when_it_is_not_a_terminal(tmp_path, capsys) -> N
     logger.write(2)
     logger.close()
     assert capsys.readouterr().err.startswith("iter 2/4  total_loss 1  lr 0.1  0.50 s/it")
+
+
+def test_progress_off_a_terminal_prints_a_line_per_period_and_the_last(capsys) -> None:
+    from engine.metrics import Progress
+
+    progress = Progress(5, "eval", every_seconds=3600.0)  # stderr is captured: not a tty
+    for _ in range(5):
+        progress.update()
+    progress.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eval 5/5 images  ")  # only the end
+    assert lines[0].endswith("eta 0:00:00")
+    # 120 of 4952 images in 37.2 s: 0.31 s/image, 4832 left -> 1497.9 s, shown as 0:24:57
+    assert progress.line(37.2).startswith("eval 5/5")
+    progress.done = 120
+    progress.total = 4952
+    assert progress.line(37.2) == "eval 120/4952 images  0.31 s/image  eta 0:24:57"
+    quiet = Progress(3, "eval", enabled=False, every_seconds=0.0)
+    quiet.update(3)
+    assert capsys.readouterr().err == ""  # ranks other than 0 show nothing
+
+
+def test_progress_every_period(capsys) -> None:
+    from engine.metrics import Progress
+
+    progress = Progress(3, "infer", every_seconds=0.0)
+    for _ in range(3):
+        progress.update()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [f"infer {k}/3 images" for k in (1, 2, 3)]

@@ -66,18 +66,20 @@ def test_eval_reproduces_the_periodic_evaluation(trained: Path, tmp_path: Path, 
     during = json.loads((trained / "eval_results.json").read_text())["metrics"]
     after = json.loads((tmp_path / "eval_results.json").read_text())["metrics"]
     assert after == during
-    out = capsys.readouterr().out
-    assert "| class | AP50 % (VOC07) | AP % (COCO) |" in out
-    assert "mAP@.5: " in out and "mAP@[.5,.95]: " in out
+    captured = capsys.readouterr()
+    assert "| class | AP50 % (VOC07) | AP % (COCO) |" in captured.out
+    assert "mAP@.5: " in captured.out and "mAP@[.5,.95]: " in captured.out
+    assert "eval 5/5 images  " in captured.err  # progress off a terminal (5 test images)
 
 
-def test_infer_draws_and_lists_detections(trained: Path, shapes_voc: Path, tmp_path: Path):
+def test_infer_draws_and_lists_detections(trained: Path, shapes_voc: Path, tmp_path: Path, capsys):
     image = shapes_voc / "JPEGImages" / "000001.jpg"
     code = main(["infer", "--config", str(trained / "config.yaml"),
                  "--weights", str(trained / "model_final.pth"), "--input", str(image),
                  "--output", str(tmp_path), "--score-thresh", "0.0"])  # fmt: skip
     assert code == 0
     assert (tmp_path / "000001.jpg").stat().st_size > 0
+    assert "infer 1/1 images  " in capsys.readouterr().err
     listed = json.loads((tmp_path / "000001.json").read_text())
     assert listed["width"] == 96 or listed["height"] == 96
     for det in listed["detections"]:
