@@ -20,7 +20,7 @@ import numpy as np
 from detection.evaluation.voc import ClassDetections, to_voc_boxes
 from detection.structures import Detections
 from engine.errors import UserError
-from engine.io import is_json_integer, is_json_number, read_json
+from engine.io import atomic_write_text, is_json_integer, is_json_number, read_json
 
 VOC_RESULT_PREFIX = "comp4_det_"
 VOC_SERVER_DIR = "results/VOC2012/Main"  # layout inside the tarball the VOC2012 server takes
@@ -271,11 +271,8 @@ def coco_results(
 
 
 def write_coco_results(path: str | Path, entries: list[dict[str, object]]) -> Path:
-    """Writes COCO results entries as JSON (parent folder created)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(entries))
-    return out
+    """Writes COCO results entries as compact JSON, atomically (parent folder created)."""
+    return atomic_write_text(path, json.dumps(entries))
 
 
 def _entry_error(entry: object, category_ids: Collection[int], strict: bool) -> str | None:
