@@ -250,21 +250,12 @@ def pr_section(
 def voc_curves(
     cfg: Config, records: list[ImageRecord], detections: list[Detections], names: list[str]
 ) -> dict[str, Any]:
-    """The ``pr_curves.json`` payload of ``detections``, by evaluation's own VOC code."""
+    """The ``pr_curves.json`` payload of ``detections``, scored as evaluation scores them."""
+    from detection.evaluation.evaluator import score_voc
     from detection.evaluation.pr_curves import pr_curves_payload
-    from detection.evaluation.voc import ClassDetections, evaluate_voc, to_voc_boxes
 
     metric = next((m for m in cfg.test.metrics if m in ("voc07", "voc")), "voc07")
-    per_class = {}
-    for label, name in enumerate(names):
-        ids, scores, boxes = [], [], []
-        for record, dets in zip(records, detections):
-            keep = dets.labels == label
-            ids += [str(record.image_id)] * int(keep.sum())
-            scores.append(dets.scores[keep].numpy())
-            boxes.append(to_voc_boxes(dets.boxes[keep].numpy()))
-        per_class[name] = ClassDetections(ids, np.concatenate(scores), np.concatenate(boxes))
-    return pr_curves_payload(evaluate_voc(records, per_class, names, metric))
+    return pr_curves_payload(score_voc(records, detections, names, metric))
 
 
 @dataclass

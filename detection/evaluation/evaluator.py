@@ -26,7 +26,7 @@ from detection.evaluation.results import (
     write_coco_results,
     write_voc_lines,
 )
-from detection.evaluation.voc import VOC_METRICS, evaluate_voc
+from detection.evaluation.voc import VOC_METRICS, VOCResult, evaluate_voc
 from detection.structures import Detections, ImageRecord
 
 T = TypeVar("T")
@@ -127,19 +127,32 @@ class VOCEvaluator:
             return {}
         images = [pair for _, pair in _first_per_image(gathered)]
         records = [record for record, _ in images]
-        lines = voc_result_lines(
-            [r.image_id for r in records], [d for _, d in images], self.class_names
+        result = score_voc(
+            records, [d for _, d in images], self.class_names, self.metric, self.out_dir, self.split
         )
-        if self.out_dir is not None:
-            write_voc_lines(self.out_dir, self.split, lines)
-        detections = {
-            name: parse_voc_lines(class_lines, f"<{name} detections>")
-            for name, class_lines in lines.items()
-        }
-        result = evaluate_voc(records, detections, self.class_names, self.metric)
         if self.curves_dir is not None:
             write_pr_curves(self.curves_dir, result)
         return result.to_dict()
+
+
+def score_voc(
+    records: Sequence[ImageRecord],
+    detections: Sequence[Detections],
+    class_names: Sequence[str],
+    metric: str,
+    out_dir: str | Path | None = None,
+    split: str = "",
+) -> VOCResult:
+    """VOC AP of per-image detections (original pixels) as the devkit scores them: through
+    its result lines (rounded as the devkit files are), written to ``out_dir`` when given."""
+    lines = voc_result_lines([r.image_id for r in records], list(detections), class_names)
+    if out_dir is not None:
+        write_voc_lines(out_dir, split, lines)
+    per_class = {
+        name: parse_voc_lines(class_lines, f"<{name} detections>")
+        for name, class_lines in lines.items()
+    }
+    return evaluate_voc(records, per_class, class_names, metric)
 
 
 class COCOEvaluator:
