@@ -16,6 +16,8 @@ from backbones.config import BackboneConfig
 from engine import config as engine_config
 from engine.config import RunConfig, SolverConfig, at_least, choices
 
+PRECISIONS = ("fp32", "bf16")  # test.precision, and the Predictor's precision argument
+
 
 @dataclass
 class DatasetConfig:
@@ -161,7 +163,7 @@ class TestConfig:
         default="faster", metadata=choices("faster", "pycocotools")
     )
     precision: str = field(  # inference: fp32, or bf16 autocast (CUDA; CPU with native bf16)
-        default="fp32", metadata=choices("fp32", "bf16")
+        default="fp32", metadata=choices(*PRECISIONS)
     )
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from backbones.layers import fold_frozen_bn
 from backbones.weights import read_source
-from detection.config import Config, load_config
+from detection.config import PRECISIONS, Config, load_config
 from detection.data.build import build_test_transform, resolve_class_names
 from detection.data.transforms import collate_images, postprocess_detections
 from detection.modeling.build import build_model, load_detector_weights
@@ -26,8 +26,6 @@ from engine.amp import autocast, cast_for_autocast, resolve_amp
 from engine.errors import UserError
 from engine.loop import prepare_model
 from engine.run import amp_dtype
-
-PRECISIONS = ("fp32", "bf16")
 
 
 class Predictor:
