@@ -79,7 +79,7 @@ class PretrainConfig(RunConfig):
     """A classification run (`resdet pretrain`)."""
 
     output_dir: str = "output/pretrain"  # where config.yaml, checkpoints and backbone.pth go
-    channels_last: bool = True  # channels_last memory format on CUDA
+    channels_last: bool = True  # NHWC weights and images (faster convolutions on CPU and CUDA)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     input: PretrainInputConfig = field(default_factory=PretrainInputConfig)

@@ -84,7 +84,7 @@ def build_classifier(backbone: BackboneConfig, num_classes: int) -> Backbone:
 # ------------------------------------------------------------------------------- steps
 def make_train_step(device: torch.device, channels_last: bool) -> StepFn:
     """``(model, ClassBatch) -> {loss_cls, train_error, num_skipped_images}`` for train_loop."""
-    memory_format = torch.channels_last if channels_last and device.type == "cuda" else None
+    memory_format = torch.channels_last if channels_last else None  # as prepare_model's weights
 
     def step(model: nn.Module, batch: ClassBatch) -> dict[str, Tensor]:
         skipped = torch.tensor(float(len(batch.bad)))
