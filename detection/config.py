@@ -158,6 +158,7 @@ class TestConfig:
     box_voting_iou: float = field(  # candidates at IoU >= this with a kept box vote for it
         default=0.5, metadata=at_least(0)
     )
+    box_refinement: bool = False  # score each RoI's regressed box again; select from both passes
     ims_per_batch: int = 1  # images per batch at test time (per process)
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")

@@ -250,6 +250,7 @@ def build_roi_heads(
         nms_thresh=t.nms_thresh,
         detections_per_image=t.detections_per_image,
         box_voting_iou=t.box_voting_iou if t.box_voting else None,
+        box_refinement=t.box_refinement,
     )
 
 

@@ -109,6 +109,57 @@ def fast_rcnn_losses(
     return {"loss_cls": loss_cls, "loss_box_reg": loss_box / classes.numel()}
 
 
+@dataclass
+class ClassBoxes:
+    """One image's candidate detections: every RoI's score and decoded box for every class.
+
+    Everything test time does (box refinement, flipped or multi-scale passes, ensembles)
+    produces or combines these; `select_detections` turns them into detections.
+    """
+
+    scores: Tensor  # (R, K + 1) float32 softmax probabilities, background first
+    boxes: Tensor  # (R, K + 1, 4) float32 xyxy per class, clipped, network-input pixels
+
+    @staticmethod
+    def union(parts: Sequence[ClassBoxes]) -> ClassBoxes:
+        """All candidates of ``parts`` (the same image), RoIs concatenated in order."""
+        return ClassBoxes(torch.cat([p.scores for p in parts]), torch.cat([p.boxes for p in parts]))
+
+    def best_boxes(self) -> Tensor:
+        """(R, 4): each RoI's box for its highest-scoring object class (background excluded)."""
+        best = self.scores[:, 1:].argmax(dim=1) + 1
+        return self.boxes[torch.arange(len(best), device=best.device), best]
+
+
+@torch.no_grad()
+def decode_predictions(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    rois: Sequence[Tensor],
+    image_sizes: Sequence[tuple[int, int]],
+    box_coder: BoxCoder,
+) -> list[ClassBoxes]:
+    """The head's raw outputs -> per image softmax scores and class boxes clipped to the image.
+
+    Args:
+        class_logits: (R, K + 1), RoIs of all images in order.
+        box_deltas: (R, 4 (K + 1)).
+        rois: per image, (R_i, 4) xyxy, the boxes the deltas refine.
+        image_sizes: per image, (h, w) before padding.
+        box_coder: Fast R-CNN box coder.
+    """
+    num_classes = class_logits.shape[1] - 1
+    boxes = box_coder.decode(box_deltas.float(), torch.cat(list(rois)).float())
+    scores = F.softmax(class_logits.float(), dim=1)
+    counts = [r.shape[0] for r in rois]  # not len(): traced sizes in an ONNX export
+    return [
+        ClassBoxes(image_scores, clip_boxes(image_boxes.view(-1, num_classes + 1, 4), size))
+        for image_boxes, image_scores, size in zip(
+            boxes.split(counts), scores.split(counts), image_sizes
+        )
+    ]
+
+
 @torch.no_grad()
 def postprocess_detections(
     class_logits: Tensor,
@@ -122,13 +173,8 @@ def postprocess_detections(
     min_box_size: float = 1e-2,
     box_voting_iou: float | None = None,
 ) -> list[Detections]:
-    """Scores and refined boxes -> final detections per image.
-
-    Every (RoI, class) pair is a candidate: softmax probability as score, the class's decoded
-    box clipped to the image. Candidates scoring above `score_thresh` whose sides are at least
-    `min_box_size` (a clipped box can collapse) go through NMS per class; the best
-    `detections_per_image` survive; with `box_voting_iou` each survivor's box is then the
-    score-weighted mean of its class's candidates at IoU >= box_voting_iou with it.
+    """Scores and refined boxes -> final detections per image (`decode_predictions`, then
+    `select_detections` on each image's candidates).
 
     Args:
         class_logits: (R, K + 1), RoIs of all images in order.
@@ -136,6 +182,35 @@ def postprocess_detections(
         proposals: per image, (R_i, 4) xyxy.
         image_sizes: per image, (h, w) before padding.
         box_coder: Fast R-CNN box coder.
+        score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: as in
+            `select_detections`.
+
+    Returns:
+        per image, Detections in network-input pixels, by decreasing score.
+    """
+    rule = (score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou)
+    decoded = decode_predictions(class_logits, box_deltas, proposals, image_sizes, box_coder)
+    return [select_detections(candidates, *rule) for candidates in decoded]
+
+
+def select_detections(
+    candidates: ClassBoxes,
+    score_thresh: float,
+    nms_thresh: float,
+    detections_per_image: int,
+    min_box_size: float = 1e-2,
+    box_voting_iou: float | None = None,
+) -> Detections:
+    """One image's candidates -> its detections.
+
+    Every (RoI, object class) pair is a candidate with the class's probability as its score.
+    Candidates scoring above `score_thresh` whose sides are at least `min_box_size` (a
+    clipped box can collapse) go through NMS per class; the best `detections_per_image`
+    survive; with `box_voting_iou` each survivor's box is then the score-weighted mean of its
+    class's candidates at IoU >= box_voting_iou with it.
+
+    Args:
+        candidates: the image's scores (R, K + 1) and class boxes (R, K + 1, 4).
         score_thresh: scores must exceed this.
         nms_thresh: per-class NMS IoU threshold.
         detections_per_image: cap per image.
@@ -143,49 +218,13 @@ def postprocess_detections(
         box_voting_iou: the voting threshold, or None for no box voting.
 
     Returns:
-        per image, Detections in network-input pixels, by decreasing score.
-    """
-    num_classes = class_logits.shape[1] - 1
-    boxes = box_coder.decode(box_deltas.float(), torch.cat(list(proposals)).float())
-    scores = F.softmax(class_logits.float(), dim=1)
-    counts = [p.shape[0] for p in proposals]  # not len(): traced sizes in an ONNX export
-    results = []
-    for image_boxes, image_scores, size in zip(
-        boxes.split(counts), scores.split(counts), image_sizes
-    ):
-        image_boxes = clip_boxes(image_boxes.view(-1, num_classes + 1, 4), size)[:, 1:]
-        classes = torch.arange(1, num_classes + 1, device=boxes.device)
-        classes = classes.expand(image_boxes.shape[0], -1).reshape(-1)  # (R K,)
-        detections = select_detections(
-            image_boxes.reshape(-1, 4), image_scores[:, 1:].reshape(-1), classes,
-            score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou,
-        )  # fmt: skip
-        results.append(detections)
-    return results
-
-
-def select_detections(
-    boxes: Tensor,
-    scores: Tensor,
-    classes: Tensor,
-    score_thresh: float,
-    nms_thresh: float,
-    detections_per_image: int,
-    min_box_size: float,
-    box_voting_iou: float | None,
-) -> Detections:
-    """One image's (RoI, class) candidates -> its detections (see `postprocess_detections`).
-
-    Args:
-        boxes: (M, 4) xyxy decoded, clipped.
-        scores: (M,) class probabilities.
-        classes: (M,) head class indices (1..K).
-        score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: as in
-            `postprocess_detections`.
-
-    Returns:
         Detections (labels 0-based) by decreasing score.
     """
+    num_rois, num_classes = candidates.scores.shape[0], candidates.scores.shape[1] - 1
+    boxes = candidates.boxes[:, 1:].reshape(-1, 4)  # (R K, 4), RoI-major
+    scores = candidates.scores[:, 1:].reshape(-1)
+    classes = torch.arange(1, num_classes + 1, device=boxes.device)
+    classes = classes.expand(num_rois, -1).reshape(-1)  # (R K,) head class indices
     keep = torch.nonzero(scores > score_thresh).squeeze(1)
     keep = keep[large_enough(boxes[keep], min_box_size)]
     boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
@@ -216,6 +255,8 @@ class ROIHeads(nn.Module):
         detections_per_image: inference cap.
         min_box_size: smallest detection side kept at inference (drops collapsed boxes).
         box_voting_iou: inference box voting's IoU threshold, or None for none.
+        box_refinement: at inference, score each RoI's regressed box once more and select
+            from the union of both passes (`refined_candidates`).
     """
 
     def __init__(
@@ -237,6 +278,7 @@ class ROIHeads(nn.Module):
         detections_per_image: int = 100,
         min_box_size: float = 1e-2,
         box_voting_iou: float | None = None,
+        box_refinement: bool = False,
     ) -> None:
         super().__init__()
         check_box_loss(loss_type)
@@ -256,10 +298,62 @@ class ROIHeads(nn.Module):
         self.detections_per_image = detections_per_image
         self.min_box_size = min_box_size
         self.box_voting_iou = box_voting_iou
+        self.box_refinement = box_refinement
 
-    def predict(self, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Pool, box head, predictor: per image (R_i, 4) -> (R, K + 1), (R, 4 (K + 1))."""
-        return self.predictor(self.box_head(self.pooler(features, boxes)))
+    def box_features(
+        self,
+        features: Sequence[Tensor],
+        boxes: Sequence[Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+    ) -> Tensor:
+        """Pool and run the box head: per image (R_i, 4) RoIs -> (R, D) region features.
+
+        Args:
+            features: the `in_features` maps, (N, C, H_l, W_l) each.
+            boxes: per image, (R_i, 4) xyxy RoIs in network-input pixels.
+            image_sizes: per image, (h, w) before padding.
+        """
+        return self.box_head(self.pooler(features, boxes))
+
+    def predict(
+        self,
+        features: Sequence[Tensor],
+        boxes: Sequence[Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+    ) -> tuple[Tensor, Tensor]:
+        """Region features, then the predictor: -> (R, K + 1) logits, (R, 4 (K + 1)) deltas."""
+        return self.predictor(self.box_features(features, boxes, image_sizes))
+
+    def candidates(
+        self,
+        features: Sequence[Tensor],
+        boxes: Sequence[Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+    ) -> list[ClassBoxes]:
+        """Per image, the scores and decoded class boxes of the given RoIs."""
+        logits, deltas = self.predict(features, boxes, image_sizes)
+        return decode_predictions(logits, deltas, boxes, image_sizes, self.box_coder)
+
+    def refined_candidates(
+        self,
+        features: Sequence[Tensor],
+        first: Sequence[ClassBoxes],
+        image_sizes: Sequence[tuple[int, int]],
+    ) -> list[ClassBoxes]:
+        """Box refinement (the paper's appendix B, after Gidaris & Komodakis): pool a new
+        feature from each RoI's regressed box (its best class's), score and regress it again,
+        and return the union of the first and the new predictions (2 R_i candidates)."""
+        regressed = [c.best_boxes() for c in first]
+        second = self.candidates(features, regressed, image_sizes)
+        return [ClassBoxes.union(pair) for pair in zip(first, second)]
+
+    def select(self, candidates: Sequence[ClassBoxes]) -> list[Detections]:
+        """Per image, `select_detections` with this head's inference settings."""
+        rule = (
+            self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
+            self.box_voting_iou,
+        )  # fmt: skip
+        return [select_detections(c, *rule) for c in candidates]
 
     def forward(
         self,
@@ -282,23 +376,20 @@ class ROIHeads(nn.Module):
             (per image Detections in network-input pixels or None, losses or {}).
         """
         maps = [features[name] for name in self.in_features]
+        sizes = images.image_sizes
         losses: dict[str, Tensor] = {}
         if targets is not None:
             sampled = sample_proposals(
                 [p.boxes for p in proposals], targets, self.matcher,
                 self.batch_size_per_image, self.positive_fraction, self.add_gt_as_proposals,
             )  # fmt: skip
-            logits, deltas = self.predict(maps, [s.boxes for s in sampled])
+            logits, deltas = self.predict(maps, [s.boxes for s in sampled], sizes)
             losses = fast_rcnn_losses(
                 logits, deltas, sampled, self.box_coder, self.loss_type, self.smooth_l1_beta
             )
         if not detect:
             return None, losses
-        boxes = [p.boxes for p in proposals]
-        logits, deltas = self.predict(maps, boxes)
-        detections = postprocess_detections(
-            logits, deltas, boxes, images.image_sizes, self.box_coder,
-            self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
-            self.box_voting_iou,
-        )  # fmt: skip
-        return detections, losses
+        candidates = self.candidates(maps, [p.boxes for p in proposals], sizes)
+        if self.box_refinement:
+            candidates = self.refined_candidates(maps, candidates, sizes)
+        return self.select(candidates), losses

@@ -7,7 +7,7 @@ import torch
 from detection.config import Config
 from detection.modeling.box_voting import box_voting
 from detection.modeling.build import build_model
-from detection.modeling.roi_heads import select_detections
+from detection.modeling.roi_heads import ClassBoxes, select_detections
 
 A = [0.0, 0.0, 10.0, 10.0]  # area 100
 B = [0.0, 0.0, 10.0, 8.0]  # inside A, area 80: IoU 80 / 100 = 0.8
@@ -27,12 +27,15 @@ def test_a_kept_box_becomes_the_weighted_mean_of_its_overlaps() -> None:
 
 
 def test_selection_votes_after_nms_and_keeps_the_scores() -> None:
-    boxes = torch.tensor([A, B, B, [0.0, 0.0, 0.005, 5.0]])
-    scores = torch.tensor([0.9, 0.1, 0.5, 0.8])  # the last is too thin (min_box_size 0.01)
-    classes = torch.tensor([1, 1, 2, 1])  # head indices: labels 0, 0, 1, 0
-    plain = select_detections(boxes, scores, classes, 0.05, 0.3, 100, 0.01, None)
+    # one candidate per RoI (the other class scores 0): (box, score, head class)
+    picks = [(A, 0.9, 1), (B, 0.1, 1), (B, 0.5, 2), ([0.0, 0.0, 0.005, 5.0], 0.8, 1)]
+    scores, boxes = torch.zeros(4, 3), torch.zeros(4, 3, 4)  # the last box is too thin
+    for roi, (box, score, head_class) in enumerate(picks):
+        scores[roi, head_class], boxes[roi, head_class] = score, torch.tensor(box)
+    candidates = ClassBoxes(scores, boxes)
+    plain = select_detections(candidates, 0.05, 0.3, 100, 0.01, None)
     assert torch.equal(plain.boxes, torch.tensor([A, B]))  # NMS at 0.3 drops the 0.1 box
-    voted = select_detections(boxes, scores, classes, 0.05, 0.3, 100, 0.01, 0.5)
+    voted = select_detections(candidates, 0.05, 0.3, 100, 0.01, 0.5)
     torch.testing.assert_close(voted.boxes, torch.tensor([[0.0, 0.0, 10.0, 9.8], B]))
     assert torch.equal(voted.scores, plain.scores) and voted.labels.tolist() == [0, 1]
 
