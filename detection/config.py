@@ -159,6 +159,16 @@ class TestConfig:
         default=0.5, metadata=at_least(0)
     )
     box_refinement: bool = False  # score each RoI's regressed box again; select from both passes
+    pyramid_sizes: list[int] = field(  # multi-scale testing: shorter sides ([] = single scale)
+        default_factory=list, metadata=at_least(1)
+    )
+    pyramid_max_size: int = field(  # cap on the longer side of the pyramid's images
+        default=2000, metadata=at_least(1)
+    )
+    pyramid_roi_size: float = field(  # a RoI is scored at the 2 scales around this size (px)
+        default=224.0, metadata=at_least(1)
+    )
+    flip: bool = False  # also score every RoI on the mirrored image; average the two
     ims_per_batch: int = 1  # images per batch at test time (per process)
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")

@@ -110,6 +110,12 @@ def exportable(predictor: Predictor) -> ExportableDetector:
             f"model.arch {cfg.model.arch!r} cannot be exported to ONNX; "
             f"expected one of {list(EXPORTABLE_ARCHS)}"
         )
+    if cfg.test.pyramid_sizes or cfg.test.flip:  # the graph takes one image at one scale
+        raise UserError(
+            "test.pyramid_sizes / test.flip (multi-scale and flipped testing) cannot be "
+            "exported: the graph scores one image at one scale; set test.pyramid_sizes=[] "
+            "and test.flip=false"
+        )
     i = cfg.input
     return ExportableDetector(
         predictor.model, i.format, i.pixel_mean, i.pixel_std, i.size_divisibility

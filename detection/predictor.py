@@ -69,7 +69,7 @@ class Predictor:
             fold_frozen_bn(self.model)
         self.amp = inference_amp(cfg, self.device, precision)
         prepare_for_inference(self.model, self.device, cfg.channels_last, self.amp)
-        self.transform = build_test_transform(cfg.input)  # the evaluator's, exactly
+        self.transform = build_test_transform(cfg.input, cfg.test)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
         self.class_names = predictor_class_names(cfg, source.get("meta", {}))
 
@@ -107,6 +107,7 @@ class Predictor:
             [image.shape[:2] for image in images],
             scales,
             size_divisibility=self.cfg.input.size_divisibility,
+            pyramids=[self.transform.pyramid(image) for image in images],
         ).to(self.device)
         with autocast(self.device.type, self.amp):
             detections = self.model(batch, detect=True).detections

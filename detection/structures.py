@@ -69,6 +69,9 @@ class ImageBatch:
     scales: list[tuple[float, float]]  # per image (sy, sx): resized = original * scale
     flipped: list[bool]  # per image: horizontally flipped by the transform
     image_ids: list[int | str]  # per image: ImageRecord.image_id
+    pyramid: list[ImageBatch] = field(  # the same images at test.pyramid_sizes, ascending
+        default_factory=list
+    )
 
     def __len__(self) -> int:
         return len(self.image_sizes)
@@ -81,6 +84,7 @@ class ImageBatch:
             self.scales,
             self.flipped,
             self.image_ids,
+            [level.to(device) for level in self.pyramid],
         )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from detection.config import Config, DatasetConfig, InputConfig
+from detection.config import Config, DatasetConfig, InputConfig, TestConfig
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
 from detection.data.loader import DetectionDataset, DetectionLoader, collate_detection
 from detection.data.transforms import TestTransform, TrainTransform
@@ -95,13 +95,18 @@ def build_train_transform(input_cfg: InputConfig) -> TrainTransform:
     )
 
 
-def build_test_transform(input_cfg: InputConfig) -> TestTransform:
+def build_test_transform(
+    input_cfg: InputConfig, test_cfg: TestConfig | None = None
+) -> TestTransform:
+    """The test-time transform; with ``test_cfg``, its multi-scale pyramid too."""
     return TestTransform(
         min_size=input_cfg.min_size_test,
         max_size=input_cfg.max_size_test,
         format=input_cfg.format,
         pixel_mean=input_cfg.pixel_mean,
         pixel_std=input_cfg.pixel_std,
+        pyramid_sizes=test_cfg.pyramid_sizes if test_cfg else (),
+        pyramid_max_size=test_cfg.pyramid_max_size if test_cfg else 2000,
     )
 
 
@@ -161,7 +166,7 @@ def build_detection_test_loader(
     records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.test")
     sampler = InferenceSampler(len(records), dist.get_rank(), dist.get_world_size())
     loader = DataLoader(
-        DetectionDataset(records, build_test_transform(cfg.input)),
+        DetectionDataset(records, build_test_transform(cfg.input, cfg.test)),
         batch_sampler=BatchSampler(sampler, cfg.test.ims_per_batch, drop_last=False),
         collate_fn=functools.partial(
             collate_detection, size_divisibility=cfg.input.size_divisibility

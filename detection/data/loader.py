@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from detection.data.transforms import TransformedSample, collate_images
+from detection.data.transforms import ScaledImage, TransformedSample, collate_images
 from detection.structures import DetectionBatch, ImageRecord, Targets
 from engine.images import BadImageError, BadImagePolicy, decode_image
 
@@ -38,6 +38,7 @@ class Sample:
     record: ImageRecord  # original pixels
     scale: tuple[float, float]  # (sy, sx)
     flipped: bool
+    pyramid: list[ScaledImage]  # the test pyramid's images and scales (else empty)
 
 
 @dataclass
@@ -90,7 +91,7 @@ class DetectionDataset(Dataset):
             labels=torch.from_numpy(record.labels.copy()),
             ignore=torch.from_numpy(record.ignore.copy()),
         )
-        return Sample(out.image, targets, record, out.scale, out.flipped)
+        return Sample(out.image, targets, record, out.scale, out.flipped, out.pyramid)
 
 
 def collate_detection(
@@ -112,6 +113,7 @@ def collate_detection(
         flipped=[s.flipped for s in good],
         image_ids=[s.record.image_id for s in good],
         size_divisibility=size_divisibility,
+        pyramids=[s.pyramid for s in good],
     )
     batch = DetectionBatch(images, [s.targets for s in good], [s.record for s in good])
     return CollatedBatch(batch, bad)

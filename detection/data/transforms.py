@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -54,6 +54,9 @@ __all__ = [
     "postprocess_detections",
     "resized_shape",
 ]
+
+
+ScaledImage = tuple[Tensor, tuple[float, float]]  # normalised (3, h, w), its (sy, sx)
 
 
 def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -95,10 +98,11 @@ class TransformedSample:
     boxes: np.ndarray  # (G, 4) float32 xyxy, network-input pixels (same order as the input)
     scale: tuple[float, float]  # (sy, sx): resized = original * scale
     flipped: bool  # horizontally flipped after resizing
+    pyramid: list[ScaledImage] = field(default_factory=list)  # test.pyramid_sizes, ascending
 
 
 class TestTransform:
-    """Deterministic test-time resize + normalisation.
+    """Deterministic test-time resize + normalisation (and the multi-scale test pyramid).
 
     Args:
         min_size: target shorter side.
@@ -106,6 +110,9 @@ class TestTransform:
         format: channel order fed to the network, "RGB" or "BGR".
         pixel_mean: per-channel mean in ``format`` order, 0..255 scale.
         pixel_std: per-channel std in ``format`` order, 0..255 scale.
+        pyramid_sizes: shorter sides of the test pyramid (each resized from the original
+            image like the main one); empty: no pyramid.
+        pyramid_max_size: cap on the longer side of the pyramid's images.
     """
 
     __test__ = False  # not a pytest test class, despite its name
@@ -117,22 +124,38 @@ class TestTransform:
         format: str,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        pyramid_sizes: Sequence[int] = (),
+        pyramid_max_size: int = 2000,
     ) -> None:
         _check_format(format, pixel_mean, pixel_std)
         self.min_size, self.max_size = min_size, max_size
         self.format, self.pixel_mean, self.pixel_std = format, list(pixel_mean), list(pixel_std)
+        self.pyramid_sizes, self.pyramid_max_size = sorted(pyramid_sizes), pyramid_max_size
 
     def __call__(self, image: np.ndarray) -> tuple[Tensor, tuple[float, float]]:
         """RGB uint8 (H, W, 3) -> (normalised (3, h, w) float32, (sy, sx))."""
         resized, scale = self.resize(image)
         return normalize(resized, self.format, self.pixel_mean, self.pixel_std), scale
 
-    def resize(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear."""
+    def resize(
+        self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None
+    ) -> tuple[np.ndarray, tuple[float, float]]:
+        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear, to
+        ``min_size`` / ``max_size`` (default: the transform's own)."""
         height, width = image.shape[:2]
-        new_h, new_w = resized_shape(height, width, self.min_size, self.max_size)
+        new_h, new_w = resized_shape(
+            height, width, min_size or self.min_size, max_size or self.max_size
+        )
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         return resized, (new_h / height, new_w / width)
+
+    def pyramid(self, image: np.ndarray) -> list[ScaledImage]:
+        """RGB uint8 (H, W, 3) -> the normalised image at every pyramid size, ascending."""
+        levels = []
+        for size in self.pyramid_sizes:
+            resized, scale = self.resize(image, size, self.pyramid_max_size)
+            levels.append((normalize(resized, self.format, self.pixel_mean, self.pixel_std), scale))
+        return levels
 
     def transform_sample(
         self, image: np.ndarray, boxes: np.ndarray, seed: int = 0
@@ -140,7 +163,7 @@ class TestTransform:
         """Transform an image and its (G, 4) xyxy boxes (``seed`` is unused: no randomness)."""
         tensor, (sy, sx) = self(image)
         scaled = (boxes * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
-        return TransformedSample(tensor, scaled, (sy, sx), False)
+        return TransformedSample(tensor, scaled, (sy, sx), False, self.pyramid(image))
 
 
 class ResizeShortestEdge(A.DualTransform):
@@ -233,8 +256,9 @@ def collate_images(
     flipped: Sequence[bool] | None = None,
     image_ids: Sequence[int | str] | None = None,
     size_divisibility: int = 32,
+    pyramids: Sequence[Sequence[ScaledImage]] | None = None,
 ) -> ImageBatch:
-    """Pad normalised images into one batch.
+    """Pad normalised images into one batch (and each level of their test pyramid into one).
 
     Args:
         images: per image a (3, h_i, w_i) float32 normalised tensor.
@@ -243,9 +267,11 @@ def collate_images(
         flipped: per image, flipped by the transform (default: none).
         image_ids: per image, its record's id (default: 0, 1, ...).
         size_divisibility: pad height and width up to a multiple of this (0 or 1: no rounding).
+        pyramids: per image, its (tensor, scale) at each pyramid size (`TestTransform.pyramid`).
 
     Returns:
-        ImageBatch with tensor (B, 3, H_pad, W_pad), zero padding at the bottom/right.
+        ImageBatch with tensor (B, 3, H_pad, W_pad), zero padding at the bottom/right; its
+        ``pyramid`` holds one such batch per level.
     """
     height = max(int(image.shape[1]) for image in images)
     width = max(int(image.shape[2]) for image in images)
@@ -255,13 +281,22 @@ def collate_images(
     tensor = _zeros_for_batch(images[0], (len(images), 3, height, width))
     for i, image in enumerate(images):
         tensor[i, :, : image.shape[1], : image.shape[2]].copy_(image)
+    ids: list[int | str] = list(image_ids) if image_ids is not None else list(range(len(images)))
+    levels = []
+    for k in range(len(pyramids[0]) if pyramids else 0):
+        level_images, level_scales = zip(*(p[k] for p in pyramids or ()))
+        levels.append(collate_images(
+            level_images, original_sizes, level_scales, image_ids=ids,
+            size_divisibility=size_divisibility,
+        ))  # fmt: skip
     return ImageBatch(
         tensor=tensor,
         image_sizes=[(int(image.shape[1]), int(image.shape[2])) for image in images],
         original_sizes=[tuple(size) for size in original_sizes],  # type: ignore[misc]
         scales=[tuple(scale) for scale in scales],  # type: ignore[misc]
         flipped=list(flipped) if flipped is not None else [False] * len(images),
-        image_ids=list(image_ids) if image_ids is not None else list(range(len(images))),
+        image_ids=ids,
+        pyramid=levels,
     )
 
 

@@ -64,7 +64,9 @@ def build_model(cfg: Config, load_backbone_weights: bool = True) -> FasterRCNN:
         cfg.model.backbone, load_backbone_weights, expected, cfg.trust_weights
     )
     take(backbone, backbone.classifier)
-    return ARCHS[cfg.model.arch](cfg, backbone)
+    model = ARCHS[cfg.model.arch](cfg, backbone)
+    model.test_flip, model.pyramid_roi_size = cfg.test.flip, cfg.test.pyramid_roi_size
+    return model
 
 
 def build_detection_backbone(

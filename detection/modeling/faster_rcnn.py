@@ -12,8 +12,9 @@ from torch import Tensor, nn
 
 from backbones.layers import Backbone
 from detection.modeling.fpn import FPN
-from detection.modeling.roi_heads import ROIHeads
+from detection.modeling.roi_heads import ROIHeads, Scorer
 from detection.modeling.rpn import RPN
+from detection.modeling.test_time import View, mirror_images, view_scorer
 from detection.structures import Detections, ImageBatch, Targets
 
 
@@ -36,6 +37,9 @@ class FasterRCNN(nn.Module):
         rpn_features: the maps the RPN sees (backbone or pyramid names).
         roi_heads: the detection stage (it names its own maps).
         fpn: the pyramid on top of the backbone, or None.
+        test_flip: detection also scores every RoI on the mirrored images and averages.
+        pyramid_roi_size: with an image pyramid (``images.pyramid``), the RoI size (input
+            pixels) whose two adjacent scales score a RoI (see `test_time`).
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class FasterRCNN(nn.Module):
         rpn_features: Sequence[str],
         roi_heads: ROIHeads,
         fpn: FPN | None = None,
+        test_flip: bool = False,
+        pyramid_roi_size: float = 224.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -54,6 +60,8 @@ class FasterRCNN(nn.Module):
         self.rpn = rpn
         self.rpn_features = list(rpn_features)
         self.roi_heads = roi_heads
+        self.test_flip = test_flip
+        self.pyramid_roi_size = pyramid_roi_size
 
     def forward(
         self,
@@ -71,12 +79,46 @@ class FasterRCNN(nn.Module):
         Returns:
             DetectorOutput with the RPN and Fast R-CNN losses (if targets) and detections
             (if detect). Training mode only changes the RPN's proposal counts (and dropout).
+            Detection is multi-scale when ``images.pyramid`` holds the pyramid, and also
+            flipped with ``test_flip``; the proposals are always the test scale's.
         """
         features = self.extract_features(images.tensor)
         rpn_maps = [features[name] for name in self.rpn_features]
         proposals, rpn_losses = self.rpn(images, rpn_maps, targets)
-        detections, roi_losses = self.roi_heads(images, features, proposals, targets, detect)
+        scorer = self.test_time_scorer(images, features) if detect else None
+        detections, roi_losses = self.roi_heads(
+            images, features, proposals, targets, detect, scorer
+        )
         return DetectorOutput({**rpn_losses, **roi_losses}, detections)
+
+    def test_time_scorer(self, images: ImageBatch, features: dict[str, Tensor]) -> Scorer | None:
+        """RoI scoring on the image pyramid and/or the mirrored images, or None (plain)."""
+        if not images.pyramid and not self.test_flip:
+            return None
+        pyramid = images.pyramid or [images]
+        views = [self.view(level, images, features) for level in pyramid]
+        mirrored = None
+        if self.test_flip:
+            flipped = mirror_images(images)
+            mirrored = [self.view(level, images, None) for level in flipped.pyramid or [flipped]]
+        return view_scorer(
+            self.roi_heads, views, mirrored, images.image_sizes, self.pyramid_roi_size
+        )
+
+    def view(
+        self, level: ImageBatch, main: ImageBatch, main_features: dict[str, Tensor] | None
+    ) -> View:
+        """``level`` (the batch at one pyramid scale) as the RoI head sees it; the main
+        scale's features are reused when ``level`` is the main batch's size."""
+        same = main_features is not None and level.image_sizes == main.image_sizes
+        features = main_features if same else self.extract_features(level.tensor)
+        assert features is not None
+        ratios = [
+            (h / main_h, w / main_w)
+            for (h, w), (main_h, main_w) in zip(level.image_sizes, main.image_sizes)
+        ]
+        maps = [features[name] for name in self.roi_heads.in_features]
+        return View(maps, level.image_sizes, ratios)
 
     def extract_features(self, images: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) -> named shared maps (backbone stages, then the pyramid if any)."""

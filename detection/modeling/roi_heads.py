@@ -11,7 +11,8 @@ Head class index 0 is background; real class c (0-based label) is index c + 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -125,10 +126,19 @@ class ClassBoxes:
         """All candidates of ``parts`` (the same image), RoIs concatenated in order."""
         return ClassBoxes(torch.cat([p.scores for p in parts]), torch.cat([p.boxes for p in parts]))
 
+    @staticmethod
+    def mean(parts: Sequence[ClassBoxes]) -> ClassBoxes:
+        """Per (RoI, class) the mean score and mean box of ``parts`` (the same RoIs each)."""
+        scores = torch.stack([p.scores for p in parts]).mean(dim=0)
+        return ClassBoxes(scores, torch.stack([p.boxes for p in parts]).mean(dim=0))
+
     def best_boxes(self) -> Tensor:
         """(R, 4): each RoI's box for its highest-scoring object class (background excluded)."""
         best = self.scores[:, 1:].argmax(dim=1) + 1
         return self.boxes[torch.arange(len(best), device=best.device), best]
+
+
+Scorer = Callable[[Sequence[Tensor]], list[ClassBoxes]]  # per image (R_i, 4) RoIs -> candidates
 
 
 @torch.no_grad()
@@ -235,6 +245,14 @@ def select_detections(
     return Detections(kept, scores[keep], classes[keep] - 1)
 
 
+def refine(scorer: Scorer, first: Sequence[ClassBoxes]) -> list[ClassBoxes]:
+    """Box refinement (the paper's appendix B, after Gidaris & Komodakis): score each RoI's
+    regressed box (its best class's) once more, as a new RoI, and return the union of the
+    first and the new predictions per image (2 R_i candidates)."""
+    second = scorer([c.best_boxes() for c in first])
+    return [ClassBoxes.union(pair) for pair in zip(first, second)]
+
+
 class ROIHeads(nn.Module):
     """The Fast R-CNN stage on top of the shared feature maps.
 
@@ -256,7 +274,7 @@ class ROIHeads(nn.Module):
         min_box_size: smallest detection side kept at inference (drops collapsed boxes).
         box_voting_iou: inference box voting's IoU threshold, or None for none.
         box_refinement: at inference, score each RoI's regressed box once more and select
-            from the union of both passes (`refined_candidates`).
+            from the union of both passes (`refine`).
     """
 
     def __init__(
@@ -334,19 +352,6 @@ class ROIHeads(nn.Module):
         logits, deltas = self.predict(features, boxes, image_sizes)
         return decode_predictions(logits, deltas, boxes, image_sizes, self.box_coder)
 
-    def refined_candidates(
-        self,
-        features: Sequence[Tensor],
-        first: Sequence[ClassBoxes],
-        image_sizes: Sequence[tuple[int, int]],
-    ) -> list[ClassBoxes]:
-        """Box refinement (the paper's appendix B, after Gidaris & Komodakis): pool a new
-        feature from each RoI's regressed box (its best class's), score and regress it again,
-        and return the union of the first and the new predictions (2 R_i candidates)."""
-        regressed = [c.best_boxes() for c in first]
-        second = self.candidates(features, regressed, image_sizes)
-        return [ClassBoxes.union(pair) for pair in zip(first, second)]
-
     def select(self, candidates: Sequence[ClassBoxes]) -> list[Detections]:
         """Per image, `select_detections` with this head's inference settings."""
         rule = (
@@ -362,6 +367,7 @@ class ROIHeads(nn.Module):
         proposals: Sequence[Proposals],
         targets: Sequence[Targets] | None = None,
         detect: bool = False,
+        scorer: Scorer | None = None,
     ) -> tuple[list[Detections] | None, dict[str, Tensor]]:
         """Losses when targets are given; detections when asked.
 
@@ -371,6 +377,8 @@ class ROIHeads(nn.Module):
             proposals: per image, from the RPN.
             targets: per image ground truth, or None.
             detect: also run inference on all proposals.
+            scorer: how RoIs are scored for detection (`detection.modeling.test_time`'s
+                multi-scale / flipped views); default `candidates` on ``features``.
 
         Returns:
             (per image Detections in network-input pixels or None, losses or {}).
@@ -389,7 +397,9 @@ class ROIHeads(nn.Module):
             )
         if not detect:
             return None, losses
-        candidates = self.candidates(maps, [p.boxes for p in proposals], sizes)
+        if scorer is None:
+            scorer = functools.partial(self.candidates, maps, image_sizes=sizes)
+        candidates = scorer([p.boxes for p in proposals])
         if self.box_refinement:
-            candidates = self.refined_candidates(maps, candidates, sizes)
+            candidates = refine(scorer, candidates)
         return self.select(candidates), losses

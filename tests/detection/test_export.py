@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -88,4 +89,17 @@ def test_refusals(predictor: Predictor, tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(export, "EXPORTABLE_ARCHS", ("vgg", "fpn"))
     with pytest.raises(UserError, match=r"model.arch 'c4' cannot be exported to ONNX"):
         export.export_onnx(predictor, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_test_time_views_are_refused(predictor: Predictor, tmp_path: Path) -> None:
+    for key, value in (("pyramid_sizes", [96, 128]), ("flip", True)):
+        cfg = copy.deepcopy(predictor.cfg)
+        setattr(cfg.test, key, value)
+        viewed = copy.copy(predictor)
+        viewed.cfg = cfg
+        with pytest.raises(
+            UserError, match=r"^test.pyramid_sizes / test.flip .* cannot be exported"
+        ):
+            export.export_onnx(viewed, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
