@@ -104,6 +104,7 @@ class ModelConfig:
         default="c4", metadata=choices("c4", "vgg", "fpn")
     )
     num_classes: int = 20  # object classes, background excluded
+    weights: str = ""  # detector checkpoint to train from (e.g. COCO's for VOC); "" = backbone's
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     rpn: RPNConfig = field(default_factory=RPNConfig)

@@ -74,7 +74,14 @@ class DetectionTask:
         build_evaluators(self.cfg, records, class_names, None)
 
     def build_model(self, device: torch.device) -> nn.Module:
-        return prepare_model(build_model(self.cfg), device, self.cfg.channels_last)
+        """The detector to train: ``model.weights`` loaded when set (class layers
+        re-initialised for other classes), else the backbone's weights alone."""
+        start = self.cfg.model.weights
+        model = build_model(self.cfg, load_backbone_weights=not start)
+        if start:
+            source = read_source(start, self.cfg.trust_weights)
+            load_detector_weights(model, source, f"model.weights {start}")
+        return prepare_model(model, device, self.cfg.channels_last)
 
     def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
         source = read_source(weights, self.cfg.trust_weights)
@@ -128,14 +135,14 @@ def check_norm_can_train(cfg: Config, resume: bool) -> None:
 
     A fresh FrozenBatchNorm2d is the identity affine (mean 0, var 1): nothing rescales the
     activations of a He-initialised net, and from-scratch training diverges within a few
-    iterations. Weights come from ``model.backbone.weights`` or, with ``resume``, from a
-    checkpoint in ``output_dir``.
+    iterations. Weights come from ``model.backbone.weights``, ``model.weights`` (a whole
+    detector) or, with ``resume``, from a checkpoint in ``output_dir``.
 
     Raises:
         UserError: ``model.backbone.norm`` is frozen_bn and neither provides weights.
     """
     backbone = cfg.model.backbone
-    if backbone.norm != "frozen_bn" or backbone.weights:
+    if backbone.norm != "frozen_bn" or backbone.weights or cfg.model.weights:
         return
     if resume and list_checkpoints(Path(cfg.output_dir)):
         return

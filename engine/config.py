@@ -5,7 +5,7 @@ and the run-level keys of ``RunConfig``). A schema is a dataclass tree with one 
 field (docs/CONFIG.md is generated from those comments by ``tools.config_docs``); a field
 with a fixed set of values says so with ``field(metadata=choices(...))``, which also checks
 every item of a list. An experiment file lists only what it changes and may name one
-``base:`` file (relative to itself); a base file may not have a base of its own. Everything
+``base:`` file (relative to itself), which may have a base of its own (no cycles). Everything
 is checked at load: an unknown key, a value of the wrong type or outside its choices, a
 missing file or malformed YAML raises :class:`UserError` with one line naming the file and
 key (and, for a typo, the nearest valid key).
@@ -94,7 +94,7 @@ C = TypeVar("C")
 def load_config(
     cls: type[C], path: str | os.PathLike[str] | None, overrides: Sequence[str] = ()
 ) -> C:
-    """Load a YAML config (with at most one level of ``base:``) and apply ``--set`` overrides.
+    """Load a YAML config (and its chain of ``base:`` files) and apply ``--set`` overrides.
 
     Args:
         cls: the root dataclass of a task's schema (e.g. detection's Config).
@@ -108,21 +108,25 @@ def load_config(
     source = "defaults"
     if path is not None:
         source = str(path)
-        tree = _read_yaml(Path(path))
-        base = tree.pop("base", None)
-        if base is not None:
-            if not isinstance(base, str):
-                raise UserError(f"{path}: key 'base' must be a file path, got {base!r}")
-            base_path = Path(path).parent / base
-            base_tree = _read_yaml(base_path)
-            if "base" in base_tree:
-                raise UserError(f"{base_path}: a base config may not have a 'base' of its own")
-            tree = _merge(base_tree, tree)
+        tree = _read_with_bases(Path(path), [])
     cfg = cls()
     _fill(cfg, tree, source, prefix="")
     for item in overrides:
         _apply_override(cfg, item)
     return cfg
+
+
+def _read_with_bases(path: Path, chain: list[Path]) -> dict[str, Any]:
+    """``path``'s tree merged over its ``base:`` (recursively); ``chain``: the files below."""
+    if path.resolve() in chain:
+        raise UserError(f"{chain[-1]}: its base {path} is already in the chain (a cycle)")
+    tree = _read_yaml(path)
+    base = tree.pop("base", None)
+    if base is None:
+        return tree
+    if not isinstance(base, str):
+        raise UserError(f"{path}: key 'base' must be a file path, got {base!r}")
+    return _merge(_read_with_bases(path.parent / base, [*chain, path.resolve()]), tree)
 
 
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> None:

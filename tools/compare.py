@@ -1,11 +1,14 @@
-"""`resdet compare RUN_DIR...`: the paper's Tables 7 and 8 with our numbers beside its own.
+"""`resdet compare RUN_DIR...`: the paper's Tables 7-11 with our numbers beside its own.
 
 Each run directory holds the `config.yaml` and `eval_results.json` that `resdet train` /
 `resdet eval` wrote. A run's table cell is found from its config: the backbone (vgg16 or a
-ResNet-101) and the test set (VOC 2007 test, VOC 2012 test, or COCO). Runs on any other test
-set (your own photos, the miniature comparison on raccoons) go in a third table per test set:
-mean and spread over the runs given (one per seed), with the ResNet-101 minus VGG-16 gain
-next to the paper's. Output is markdown.
+ResNet-101), the test set (VOC 2007 test, VOC 2012 test, or COCO) and the system, i.e. what
+the run adds to the baseline (`system`): box refinement, global context, multi-scale
+testing, an ensemble (appendix B; Tables 9-11). Baseline runs fill Tables 7 and 8, the others
+Table 9 (COCO) or Tables 10 / 11 (VOC). Runs on any other test set (your own photos, the
+miniature comparison on raccoons) go in a table per test set: mean and spread over the runs
+given (one per seed), with the ResNet-101 minus VGG-16 gain next to the paper's. Output is
+markdown.
 """
 
 from __future__ import annotations
@@ -34,6 +37,27 @@ PAPER = {
 }
 ROWS = ("VGG-16", "ResNet-101")
 
+# The paper's appendix B, ResNet-101 only: (system, column) -> percent. Table 9 (COCO val; the
+# rows add up in this order; its ensemble is on test-dev), Tables 10 / 11 (VOC 07 / 12 test;
+# "baseline+++": the three additions, initialised from the COCO model).
+SWITCHES = ("box refinement", "context", "multi-scale testing")
+PAPER_SYSTEMS = {
+    ("baseline", "COCO mAP@.5"): 48.4,
+    ("baseline", "COCO mAP@[.5, .95]"): 27.2,
+    ("+ box refinement", "COCO mAP@.5"): 49.9,
+    ("+ box refinement", "COCO mAP@[.5, .95]"): 29.9,
+    ("+ context", "COCO mAP@.5"): 51.1,
+    ("+ context", "COCO mAP@[.5, .95]"): 30.0,
+    ("+ multi-scale testing", "COCO mAP@.5"): 53.8,
+    ("+ multi-scale testing", "COCO mAP@[.5, .95]"): 32.5,
+    ("ensemble", "COCO mAP@.5"): 59.0,
+    ("ensemble", "COCO mAP@[.5, .95]"): 37.4,
+    ("baseline", "VOC 07 test"): 76.4,
+    ("baseline+++", "VOC 07 test"): 85.6,
+    ("baseline", "VOC 12 test"): 73.8,
+    ("baseline+++", "VOC 12 test"): 83.8,
+}
+
 
 @dataclass
 class RunCell:
@@ -42,6 +66,7 @@ class RunCell:
     value: float | None  # ours, percent; None when the run has no such metric (e.g. VOC12 test)
     run_dir: str
     metric: str = ""  # own data: "mAP@.5" (VOC07 metric) or "mAP@[.5, .95]" (COCO's)
+    system: str = "baseline"  # what the run adds to the baseline (`system`)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,22 +89,39 @@ def read_run(run_dir: Path) -> list[RunCell]:
     metrics = results.get("metrics") if isinstance(results, dict) else None
     if not isinstance(metrics, dict):
         raise UserError(f"{results_path}: not an eval_results.json written by resdet")
-    row = _row(cfg, run_dir)
+    row, name = _row(cfg, run_dir), system(cfg, results.get("weights"))
     voc = metrics.get("voc07") or metrics.get("voc") or {}
     coco = metrics.get("coco") or {}
     paper_column = _paper_column(cfg)
     if paper_column is None:
         own = f"own: {_test_set_name(cfg)}"
         return [
-            RunCell(row, own, _percent(voc.get("mAP")), str(run_dir), "mAP@.5"),
-            RunCell(row, own, _percent(coco.get("AP")), str(run_dir), "mAP@[.5, .95]"),
+            RunCell(row, own, _percent(voc.get("mAP")), str(run_dir), "mAP@.5", name),
+            RunCell(row, own, _percent(coco.get("AP")), str(run_dir), "mAP@[.5, .95]", name),
         ]
     if paper_column == "COCO":
         return [
-            RunCell(row, "COCO mAP@.5", _percent(coco.get("AP50")), str(run_dir)),
-            RunCell(row, "COCO mAP@[.5, .95]", _percent(coco.get("AP")), str(run_dir)),
+            RunCell(row, "COCO mAP@.5", _percent(coco.get("AP50")), str(run_dir), system=name),
+            RunCell(row, "COCO mAP@[.5, .95]", _percent(coco.get("AP")), str(run_dir), system=name),
         ]
-    return [RunCell(row, paper_column, _percent(voc.get("mAP")), str(run_dir))]
+    return [RunCell(row, paper_column, _percent(voc.get("mAP")), str(run_dir), system=name)]
+
+
+def system(cfg: Config, weights: object = None) -> str:
+    """What a run adds to the baseline, in the paper's words: "baseline", "+ box
+    refinement", "+ context", "+ multi-scale testing" (Table 9's rows, each adding to the
+    ones above), "baseline+++" (all three, from a detector checkpoint such as COCO's: Tables
+    10 / 11), "ensemble" (``weights`` lists several members); any other mix is named by its
+    parts ("baseline + context")."""
+    if isinstance(weights, list) and len(weights) > 1:
+        return "ensemble"
+    on = (cfg.test.box_refinement, cfg.model.roi_heads.global_context, bool(cfg.test.pyramid_sizes))
+    count = sum(on)
+    if all(on) and cfg.model.weights:
+        return "baseline+++"
+    if list(on) == [True] * count + [False] * (len(on) - count):  # a prefix: a Table 9 row
+        return "+ " + SWITCHES[count - 1] if count else "baseline"
+    return "baseline + " + ", ".join(s for s, flag in zip(SWITCHES, on) if flag)
 
 
 def _paper_column(cfg: Config) -> str | None:
@@ -117,13 +159,48 @@ def _percent(value: object) -> float | None:
     return None if value is None else 100.0 * float(value)  # type: ignore[arg-type]
 
 
-def _cell(cells: list[RunCell], row: str, column: str) -> str:
-    paper = PAPER[(row, column)]
-    ours = [c.value for c in cells if c.row == row and c.column == column]
+def _cell(
+    cells: list[RunCell], row: str, column: str, system: str = "baseline", paper: str = ""
+) -> str:
+    """``ours (paper)``: the last run of that row, column and system (— if none); the
+    paper's number is Tables 7 / 8's unless given (as text: "—" where it has none)."""
+    paper = paper or f"{PAPER[(row, column)]:.1f}"
+    ours = [c.value for c in cells if (c.row, c.column, c.system) == (row, column, system)]
     if not ours:
-        return f"— ({paper:.1f})"
+        return f"— ({paper})"
     value = ours[-1]
-    return f"n/a ({paper:.1f})" if value is None else f"{value:.1f} ({paper:.1f})"
+    return f"n/a ({paper})" if value is None else f"{value:.1f} ({paper})"
+
+
+def _systems_tables(cells: list[RunCell]) -> list[str]:
+    """Tables 9 (COCO) and 10 / 11 (VOC) when ResNet-101 runs go beyond the baseline: the
+    paper's systems first, then any other mix the runs have."""
+    beyond = [c for c in cells if c.row == "ResNet-101" and c.system != "baseline"]
+    tables = (
+        ("Table 9. ResNet-101 Faster R-CNN beyond the baseline, COCO val (%): ours (paper).",
+         ("COCO mAP@.5", "COCO mAP@[.5, .95]")),
+        ("Tables 10 / 11. ResNet-101 Faster R-CNN beyond the baseline, VOC (%): ours (paper).",
+         ("VOC 07 test", "VOC 12 test")),
+    )  # fmt: skip
+    lines: list[str] = []
+    for title, columns in tables:
+        extra = {c.system for c in beyond if c.column in columns}
+        if not extra:
+            continue
+        known = list(dict.fromkeys(name for name, column in PAPER_SYSTEMS if column in columns))
+        lines += ["", title, "", f"| system | {' | '.join(columns)} |", "| --- | --- | --- |"]
+        for name in known + sorted(extra - set(known)):
+            row = [
+                _cell(cells, "ResNet-101", column, name, _paper_text(name, column))
+                for column in columns
+            ]
+            lines.append(f"| {name} | {' | '.join(row)} |")
+    return lines
+
+
+def _paper_text(system: str, column: str) -> str:
+    value = PAPER_SYSTEMS.get((system, column))
+    return "—" if value is None else f"{value:.1f}"
 
 
 def render(cells: list[RunCell]) -> str:
@@ -149,6 +226,7 @@ def render(cells: list[RunCell]) -> str:
     for row in ROWS:
         a, b = _cell(cells, row, "COCO mAP@.5"), _cell(cells, row, "COCO mAP@[.5, .95]")
         lines.append(f"| {row} | {a} | {b} |")
+    lines += _systems_tables(cells)
     lines += ["", "— : no run given; n/a : the run has no score (VOC 2012 test is server-scored)."]
     own_sets = sorted({c.column for c in cells if c.column.startswith("own: ")})
     for column in own_sets:

@@ -269,13 +269,16 @@ ARCHS: dict[str, Callable[[Config, Backbone], FasterRCNN]] = {
 }
 
 
-def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, Any]) -> list[str]:
+def load_detector_weights(
+    model: FasterRCNN, source: str | Path | Mapping[str, Any], name: str = ""
+) -> list[str]:
     """Load a detector checkpoint; class-dependent layers are re-initialised if they differ.
 
     Args:
         model: the detector to fill (in place).
         source: a checkpoint file (a state dict, bare or under "model" / "state_dict") or a
             state dict.
+        name: what the messages call the source (default: its path, or "state dict").
 
     Returns:
         The keys left re-initialised because the number of classes differs (else []).
@@ -283,7 +286,9 @@ def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, A
     Raises:
         UserError: unreadable file, or keys / shapes that do not fit outside the class layers.
     """
-    where = f"detector weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
+    if isinstance(source, (str, Path)):
+        name = name or str(source)
+    where = f"detector weights {name!r}" if name else "state dict"
     state = _unwrap(read_source(source) if isinstance(source, (str, Path)) else dict(source))
     target = model.state_dict()
     reinit = [

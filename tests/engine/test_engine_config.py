@@ -34,11 +34,14 @@ def test_base_and_child_merge_key_by_key(tmp_path):
     assert cfg.solver.ims_per_batch == Config().solver.ims_per_batch
 
 
-def test_base_of_a_base_is_refused(tmp_path):
-    write(tmp_path / "a.yaml", "seed: 1\n")
-    write(tmp_path / "b.yaml", "base: a.yaml\n")
-    child = write(tmp_path / "c.yaml", "base: b.yaml\n")
-    with pytest.raises(UserError, match=r"b\.yaml: a base config may not have a 'base'"):
+def test_a_chain_of_bases_merges_in_order_and_a_cycle_is_refused(tmp_path):
+    write(tmp_path / "a.yaml", "seed: 1\nsolver: {base_lr: 0.5, max_iter: 9}\n")
+    write(tmp_path / "b.yaml", "base: a.yaml\nseed: 2\nsolver: {max_iter: 8}\n")
+    child = write(tmp_path / "c.yaml", "base: b.yaml\nsolver: {max_iter: 7}\n")
+    cfg = load_config(child)
+    assert (cfg.seed, cfg.solver.base_lr, cfg.solver.max_iter) == (2, 0.5, 7)
+    write(tmp_path / "a.yaml", "base: c.yaml\n")
+    with pytest.raises(UserError, match=r"a\.yaml: its base .*c\.yaml is already in the chain"):
         load_config(child)
 
 
