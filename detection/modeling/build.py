@@ -294,7 +294,7 @@ def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, A
     where = f"detector weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
     state = _unwrap(read_source(source) if isinstance(source, (str, Path)) else dict(source))
     target = model.state_dict()
-    state = widen_for_global_context(state, target, where)
+    state = widen_for_global_context(state, model, where)
     reinit = [
         k for k in target
         if k.startswith(CLASS_LAYERS) and k in state and state[k].shape != target[k].shape
@@ -324,7 +324,7 @@ def load_detector_weights(model: FasterRCNN, source: str | Path | Mapping[str, A
 
 
 def widen_for_global_context(
-    state: dict[str, Tensor], target: Mapping[str, Tensor], where: str
+    state: dict[str, Tensor], model: FasterRCNN, where: str
 ) -> dict[str, Tensor]:
     """Fit a predictor saved without global context (D inputs) to a model with it (2 D).
 
@@ -336,20 +336,28 @@ def widen_for_global_context(
         `state`, with the widened weights in a new dict when any were.
 
     Raises:
-        UserError: the checkpoint has global context (2 D inputs) and the model not (D).
+        UserError: the model has no global context and the checkpoint's predictor takes twice
+            its inputs while everything else fits (a checkpoint trained with it).
     """
+    context, target = model.roi_heads.global_context, model.state_dict()
+    # a wider backbone also doubles the predictor's inputs: the shape check reports that one
+    rest_fits = all(
+        v.shape == target[k].shape
+        for k, v in state.items()
+        if k in target and not k.startswith(CLASS_LAYERS)
+    )
     widened = {}
     for key in PREDICTOR_WEIGHTS:
         if key not in state or key not in target or state[key].shape[0] != target[key].shape[0]:
             continue
         (outputs, theirs), ours = state[key].shape, target[key].shape[1]
-        if theirs == 2 * ours:
+        if not context and theirs == 2 * ours and rest_fits:
             raise UserError(
                 f"{where} was trained with global context: {key} is {tuple(state[key].shape)}, "
                 f"the model's {tuple(target[key].shape)}; load it with "
                 "--set model.roi_heads.global_context=true"
             )
-        if ours == 2 * theirs:
+        if context and ours == 2 * theirs:
             widened[key] = torch.cat((state[key], state[key].new_zeros(outputs, theirs)), dim=1)
     if widened:
         logger.info(
