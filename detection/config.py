@@ -86,6 +86,7 @@ class ROIHeadsConfig:
     )
     loss_type: str = field(default="smooth_l1", metadata=choices("smooth_l1", "l1"))  # box loss
     smooth_l1_beta: float = 1.0  # smooth-L1 transition point (py-faster-rcnn: sigma 1)
+    global_context: bool = False  # appendix B: whole-image RoI feature concatenated to each RoI's
 
 
 @dataclass

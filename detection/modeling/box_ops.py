@@ -56,6 +56,15 @@ def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
+def whole_image_box(image_size: tuple[int, int], like: Tensor) -> Tensor:
+    """(1, 4) xyxy [0, 0, w, h] of an (h, w) image, in `like`'s dtype and device.
+
+    An infinite box clipped to the image, so `image_size` may hold the traced 0-d tensors of
+    an ONNX export (the graph keeps the size dynamic).
+    """
+    return clip_boxes(like.new_tensor([[0.0, 0.0, math.inf, math.inf]]), image_size)
+
+
 def large_enough(boxes: Tensor, min_size: float) -> Tensor:
     """Mask of boxes whose width and height are both at least `min_size`: (N, 4) -> (N,) bool."""
     widths = boxes[:, 2] - boxes[:, 0]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 # the layers whose shapes depend on the number of classes
 CLASS_LAYERS = ("roi_heads.predictor.cls_score.", "roi_heads.predictor.bbox_pred.")
+# the predictor's weights, (outputs, inputs): D inputs, or 2 D with global context
+PREDICTOR_WEIGHTS = ("roi_heads.predictor.cls_score.weight", "roi_heads.predictor.bbox_pred.weight")
 
 
 def build_model(cfg: Config, load_backbone_weights: bool = True) -> FasterRCNN:
@@ -236,11 +239,12 @@ def build_roi_heads(
         cfg.model.fpn.canonical_level,
     )
     out_channels = getattr(box_head, "out_channels")  # noqa: B009  (every head sets it)
+    widths = 2 if r.global_context else 1  # region feature, then the global one
     return ROIHeads(
         in_features,
         pooler,
         box_head,
-        FastRCNNPredictor(out_channels, cfg.model.num_classes),
+        FastRCNNPredictor(widths * out_channels, cfg.model.num_classes),
         BoxCoder(_four(r.bbox_reg_weights, "roi_heads.bbox_reg_weights")),
         Matcher([r.bg_iou_low, r.iou_threshold], [-1, 0, 1]),
         batch_size_per_image=r.batch_size_per_image,
@@ -253,6 +257,7 @@ def build_roi_heads(
         detections_per_image=t.detections_per_image,
         box_voting_iou=t.box_voting_iou if t.box_voting else None,
         box_refinement=t.box_refinement,
+        global_context=r.global_context,
     )
 
 
@@ -274,6 +279,10 @@ def load_detector_weights(
 ) -> list[str]:
     """Load a detector checkpoint; class-dependent layers are re-initialised if they differ.
 
+    A checkpoint saved without global context loads into a model with it: its predictor
+    weights fill the first D input columns, the context columns start at zero
+    (`widen_for_global_context`).
+
     Args:
         model: the detector to fill (in place).
         source: a checkpoint file (a state dict, bare or under "model" / "state_dict") or a
@@ -284,13 +293,15 @@ def load_detector_weights(
         The keys left re-initialised because the number of classes differs (else []).
 
     Raises:
-        UserError: unreadable file, or keys / shapes that do not fit outside the class layers.
+        UserError: unreadable file, keys / shapes that do not fit outside the class layers, or
+            a checkpoint with global context for a model without it.
     """
     if isinstance(source, (str, Path)):
         name = name or str(source)
     where = f"detector weights {name!r}" if name else "state dict"
     state = _unwrap(read_source(source) if isinstance(source, (str, Path)) else dict(source))
     target = model.state_dict()
+    state = widen_for_global_context(state, model, where)
     reinit = [
         k for k in target
         if k.startswith(CLASS_LAYERS) and k in state and state[k].shape != target[k].shape
@@ -317,6 +328,51 @@ def load_detector_weights(
             ("shape mismatches (file vs model)", shapes)) if keys]  # fmt: skip
         raise UserError(f"{where} does not fit the model: {'; '.join(problems)}")
     return reinit
+
+
+def widen_for_global_context(
+    state: dict[str, Tensor], model: FasterRCNN, where: str
+) -> dict[str, Tensor]:
+    """Fit a predictor saved without global context (D inputs) to a model with it (2 D).
+
+    Its weights become the first D columns and the context columns zeros, so the model starts
+    out computing exactly what the saved one did (biases are unchanged). A predictor of
+    another number of classes is left to the class-layer rule.
+
+    Returns:
+        `state`, with the widened weights in a new dict when any were.
+
+    Raises:
+        UserError: the model has no global context and the checkpoint's predictor takes twice
+            its inputs while everything else fits (a checkpoint trained with it).
+    """
+    context, target = model.roi_heads.global_context, model.state_dict()
+    # a wider backbone also doubles the predictor's inputs: the shape check reports that one
+    rest_fits = all(
+        v.shape == target[k].shape
+        for k, v in state.items()
+        if k in target and not k.startswith(CLASS_LAYERS)
+    )
+    widened = {}
+    for key in PREDICTOR_WEIGHTS:
+        if key not in state or key not in target or state[key].shape[0] != target[key].shape[0]:
+            continue
+        (outputs, theirs), ours = state[key].shape, target[key].shape[1]
+        if not context and theirs == 2 * ours and rest_fits:
+            raise UserError(
+                f"{where} was trained with global context: {key} is {tuple(state[key].shape)}, "
+                f"the model's {tuple(target[key].shape)}; load it with "
+                "--set model.roi_heads.global_context=true"
+            )
+        if context and ours == 2 * theirs:
+            widened[key] = torch.cat((state[key], state[key].new_zeros(outputs, theirs)), dim=1)
+    if widened:
+        logger.info(
+            "%s has no global context: its predictor fills the first %d input columns, the "
+            "%d context columns start at zero (%s)",
+            where, ours // 2, ours // 2, ", ".join(widened),
+        )  # fmt: skip
+    return {**state, **widened} if widened else state
 
 
 def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:

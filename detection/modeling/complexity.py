@@ -3,8 +3,8 @@
 A detector's work depends on the image and on how many proposals survive, so the count is
 defined as: the shared maps (backbone, FPN) and the RPN head on one (1, 3, H, W) image, plus
 the RoI head (box head + predictor) on `num_rois` RoIs (the RPN's post-NMS top-k at test
-time). RoI pooling, NMS and box decoding are not counted (the paper counts conv and fc
-layers).
+time), plus the whole-image RoI with global context. RoI pooling, NMS and box decoding are
+not counted (the paper counts conv and fc layers).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def count_detector_macs(model: FasterRCNN, input_size: tuple[int, int], num_rois
         model.rpn.head([features[name] for name in model.rpn_features])
         channels = features[model.roi_heads.in_features[0]].shape[1]
         size = pooler.output_size
-        pooled = torch.zeros(num_rois, channels, size, size, device=device)
-        model.roi_heads.predictor(model.roi_heads.box_head(pooled))
+        # the pooled RoIs as ROIHeads.box_features hands them to its head (FPN pooling cannot
+        # run on the meta device); with global context the whole image's RoI comes last
+        rois = num_rois + int(model.roi_heads.global_context)
+        pooled = torch.zeros(rois, channels, size, size, device=device)
+        model.roi_heads.predictor(model.roi_heads.head_features(pooled, [rois]))
     return counter.get_total_flops() // 2

@@ -6,6 +6,10 @@ foreground is pooled and scored; losses are the softmax cross-entropy over K + 1
 the class-specific box loss on the foreground. Inference: softmax, per-class decoding,
 clipping, a score threshold, per-class NMS and the best detections per image.
 
+Global context (appendix B, `model.roi_heads.global_context`): each image's whole box is
+pooled as one more RoI through the same box head, and its feature is concatenated with every
+region feature of that image before the predictor (which then takes 2 D inputs).
+
 Head class index 0 is background; real class c (0-based label) is index c + 1.
 """
 
@@ -20,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
-from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough
+from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough, whole_image_box
 from detection.modeling.box_voting import box_voting
 from detection.modeling.heads import FastRCNNPredictor
 from detection.modeling.losses import box_regression_loss, check_box_loss
@@ -253,6 +257,13 @@ def refine(scorer: Scorer, first: Sequence[ClassBoxes]) -> list[ClassBoxes]:
     return [ClassBoxes.union(pair) for pair in zip(first, second)]
 
 
+def with_global_feature(block: Tensor) -> Tensor:
+    """One image's box-head outputs, its whole-image RoI last: (R_i + 1, D) -> (R_i, 2 D),
+    each region's feature followed by the global one."""
+    regions, whole = block[:-1], block[-1:]
+    return torch.cat((regions, whole.expand(regions.shape[0], -1)), dim=1)
+
+
 class ROIHeads(nn.Module):
     """The Fast R-CNN stage on top of the shared feature maps.
 
@@ -275,6 +286,8 @@ class ROIHeads(nn.Module):
         box_voting_iou: inference box voting's IoU threshold, or None for none.
         box_refinement: at inference, score each RoI's regressed box once more and select
             from the union of both passes (`refine`).
+        global_context: concatenate each image's global feature with its region features
+            (`box_features`); the predictor must take 2 D inputs.
     """
 
     def __init__(
@@ -297,6 +310,7 @@ class ROIHeads(nn.Module):
         min_box_size: float = 1e-2,
         box_voting_iou: float | None = None,
         box_refinement: bool = False,
+        global_context: bool = False,
     ) -> None:
         super().__init__()
         check_box_loss(loss_type)
@@ -317,6 +331,7 @@ class ROIHeads(nn.Module):
         self.min_box_size = min_box_size
         self.box_voting_iou = box_voting_iou
         self.box_refinement = box_refinement
+        self.global_context = global_context
 
     def box_features(
         self,
@@ -324,14 +339,31 @@ class ROIHeads(nn.Module):
         boxes: Sequence[Tensor],
         image_sizes: Sequence[tuple[int, int]],
     ) -> Tensor:
-        """Pool and run the box head: per image (R_i, 4) RoIs -> (R, D) region features.
+        """Pool and run the box head: per image (R_i, 4) RoIs -> (R, D) region features, or
+        (R, 2 D) with global context (each region's feature, then its image's global one).
 
         Args:
             features: the `in_features` maps, (N, C, H_l, W_l) each.
             boxes: per image, (R_i, 4) xyxy RoIs in network-input pixels.
             image_sizes: per image, (h, w) before padding.
         """
-        return self.box_head(self.pooler(features, boxes))
+        if self.global_context:
+            # each image's unpadded box is its last RoI: one pooler and box-head call (BN in
+            # the head sees one batch). On an FPN the level mapping sends it to the coarsest
+            # level once sqrt(h w) >= canonical_size * 2 ** (max_level - canonical_level)
+            # (448 px for P5 with 224 on P4); a smaller image's whole box lands finer, as any
+            # box of its size would (a 128 px square: P3)
+            boxes = [torch.cat((b, whole_image_box(s, b))) for b, s in zip(boxes, image_sizes)]
+        return self.head_features(self.pooler(features, boxes), [b.shape[0] for b in boxes])
+
+    def head_features(self, pooled: Tensor, counts: Sequence[int]) -> Tensor:
+        """The box head on pooled RoIs: (sum counts, C, S, S) -> (R, D), or (R, 2 D) with
+        global context, where each image's block of `counts[i]` ends with its whole-image RoI.
+        """
+        x = self.box_head(pooled)
+        if not self.global_context:
+            return x
+        return torch.cat([with_global_feature(block) for block in x.split(list(counts))])
 
     def predict(
         self,

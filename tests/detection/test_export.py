@@ -76,6 +76,22 @@ def test_onnx_graph_gives_the_predictors_detections_at_two_sizes(
     assert sizes == {(191, 128), (128, 192)}  # traced at 128 x 128: the size is dynamic
 
 
+def test_a_global_context_graph_gives_the_predictors_detections(tmp_path: Path) -> None:
+    cfg = small_config()
+    cfg.model.roi_heads.global_context = True
+    torch.manual_seed(0)
+    model = build_model(cfg, load_backbone_weights=False)
+    with torch.no_grad():
+        model.roi_heads.predictor.cls_score.weight.mul_(100)
+    torch.save({"model": model.state_dict()}, tmp_path / "model.pth")
+    predictor = Predictor(cfg, str(tmp_path / "model.pth"))
+    export.export_onnx(predictor, tmp_path / "model.onnx")
+    onnx = export.OnnxPredictor(tmp_path / "model.onnx", cfg.input)
+    # a 191 x 128 input through a graph traced at 128 x 128: the whole-image RoI follows it
+    image = decode_image(str(PHOTOS / "raccoon-110.jpg"))
+    assert_same_detections(onnx(image), predictor(image))
+
+
 def test_boxes_map_back_to_the_original_image() -> None:
     # a 100 x 200 input resized from 50 x 100: halved, then clipped to x <= 100, y <= 50
     boxes = torch.tensor([[10.0, 20.0, 60.0, 80.0], [-4.0, 0.0, 210.0, 120.0]])

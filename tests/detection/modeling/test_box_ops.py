@@ -14,6 +14,7 @@ from detection.modeling.box_ops import (
     box_iou,
     clip_boxes,
     large_enough,
+    whole_image_box,
 )
 
 
@@ -40,6 +41,14 @@ def test_clip_and_large_enough() -> None:
     assert clipped.tolist() == [[0.0, 0.0, 48.0, 20.0], [45.0, 10.0, 48.0, 12.0]]
     assert large_enough(clipped, 2.0).tolist() == [True, True]
     assert large_enough(clipped, 2.5).tolist() == [True, False]  # 3 x 2: height too small
+
+
+def test_whole_image_box_from_int_or_tensor_sizes() -> None:
+    like = torch.zeros(0, 4, dtype=torch.float64)
+    box = whole_image_box((20, 48), like)  # (h, w)
+    assert box.dtype == torch.float64 and box.tolist() == [[0.0, 0.0, 48.0, 20.0]]
+    traced = whole_image_box((torch.tensor(7), torch.tensor(9)), torch.zeros(0, 4))
+    assert traced.tolist() == [[0.0, 0.0, 9.0, 7.0]]  # 0-d sizes, as in an ONNX trace
 
 
 def test_encode_by_hand() -> None:

@@ -30,6 +30,18 @@ def test_fpn_macs_by_parts(small_config: Callable[..., Config]) -> None:
     assert no_rois - counter.get_total_flops() // 2 == rpn
 
 
+def test_global_context_counts_one_more_roi_and_the_wider_predictor(
+    small_config: Callable[..., Config],
+) -> None:
+    cfg = small_config("fpn")
+    with torch.device("meta"):
+        plain = count_detector_macs(build_model(cfg).eval(), (128, 96), num_rois=10)
+        cfg.model.roi_heads.global_context = True
+        context = count_detector_macs(build_model(cfg).eval(), (128, 96), num_rois=10)
+    # the whole image through fc6 and fc7, and 64 more predictor inputs on each of the 10 RoIs
+    assert context - plain == 32 * 49 * 64 + 64 * 64 + 10 * (64 * 4 + 64 * 16)
+
+
 def test_resdet_flops_detectors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "faster_rcnn_r50_fpn", "--size", "800x1333"]) == 0
     out = capsys.readouterr().out.splitlines()
