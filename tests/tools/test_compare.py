@@ -7,6 +7,7 @@ from pathlib import Path
 
 from detection.config import load_config
 from engine.config import save_config
+from tools import compare
 from tools.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "detection"
@@ -70,3 +71,39 @@ def test_a_malformed_results_file_is_one_line(tmp_path, capsys):
     assert main(["compare", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert "eval_results.json: malformed JSON (line 1" in err and "\n" not in err
+
+
+def test_systems_beyond_the_baseline_fill_tables_9_to_11(tmp_path, capsys):
+    coco = {"coco": {"AP": 0.30, "AP50": 0.50}}
+    plus = fake_run(tmp_path, "faster_rcnn_r101_c4_coco_plus", coco)
+    refined = fake_run(tmp_path / "refined", "faster_rcnn_r101_c4_coco", coco)
+    cfg = load_config(refined / "config.yaml", ["test.box_refinement=true"])
+    save_config(cfg, refined / "config.yaml")
+    odd = fake_run(
+        tmp_path / "odd", "faster_rcnn_r101_c4_coco", coco
+    )  # multi-scale alone: not a Table 9 row
+    save_config(load_config(odd / "config.yaml", ["test.pyramid_sizes=[400]"]), odd / "config.yaml")
+    voc = fake_run(tmp_path, "faster_rcnn_r101_c4_voc0712_plus", {"voc07": {"mAP": 0.8}})
+    base = fake_run(tmp_path, "faster_rcnn_r101_c4_coco", {"coco": {"AP": 0.27, "AP50": 0.48}})
+    assert main(["compare", *map(str, [plus, refined, odd, voc, base])]) == 0
+    out = capsys.readouterr().out
+    assert "| ResNet-101 | 48.0 (48.4) | 27.0 (27.2) |" in out  # Table 8: the baseline alone
+    assert "| baseline | 48.0 (48.4) | 27.0 (27.2) |" in out  # and Table 9's first row
+    assert "| + box refinement | 50.0 (49.9) | 30.0 (29.9) |" in out
+    assert "| + context | — (51.1) | — (30.0) |" in out
+    assert "| + multi-scale testing | 50.0 (53.8) | 30.0 (32.5) |" in out
+    assert "| baseline + multi-scale testing | 50.0 (—) | 30.0 (—) |" in out
+    assert "| baseline+++ | 80.0 (85.6) | — (83.8) |" in out  # Tables 10 / 11
+    assert "| ResNet-101 | — (76.4) | — (73.8) |" in out  # not a Table 7 baseline
+
+
+def test_system_names(tmp_path):
+    cfg = load_config(CONFIGS / "faster_rcnn_r101_c4_coco.yaml")
+    assert compare.system(cfg) == "baseline"
+    assert compare.system(cfg, ["a.pth", "b.pth"]) == "ensemble"
+    cfg.model.roi_heads.global_context = True
+    assert compare.system(cfg) == "baseline + context"  # context without refinement
+    plus = load_config(CONFIGS / "faster_rcnn_r101_c4_coco_plus.yaml")
+    assert compare.system(plus) == "+ multi-scale testing"
+    voc = load_config(CONFIGS / "faster_rcnn_r101_c4_voc0712_plus.yaml")
+    assert compare.system(voc) == "baseline+++"

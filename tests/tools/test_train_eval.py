@@ -162,3 +162,19 @@ def test_torchrun_two_processes_train_and_evaluate(shapes_voc: Path, tmp_path: P
     assert results["num_images"] == 5  # the gathered evaluation saw the whole test split
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pth")) == [
         "checkpoint_3.pth", "checkpoint_4.pth"]  # fmt: skip
+
+
+def test_training_starts_from_a_detector_checkpoint(
+    trained: Path, shapes_voc: Path, tmp_path: Path
+):
+    # model.weights: the whole detector is loaded (frozen BN is then allowed with no backbone
+    # weights); with lr 0 one step leaves every weight as loaded
+    out = tmp_path / "finetuned"
+    changes = {"solver.max_iter": 1, "solver.base_lr": 0.0, "solver.checkpoint_period": 1}
+    argv = ["train", "--config", str(QUICKSTART), *tiny_overrides(shapes_voc, out, **changes),
+            f"model.weights={trained / 'model_final.pth'}", "model.backbone.norm=frozen_bn",
+            "test.metrics=[voc07]"]  # fmt: skip
+    assert main(argv) == 0
+    start, after = final_weights(trained), final_weights(out)
+    for key in ("backbone.stem.conv1.weight", "roi_heads.predictor.cls_score.weight"):
+        assert torch.equal(after[key], start[key]), key
