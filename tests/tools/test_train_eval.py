@@ -178,3 +178,20 @@ def test_training_starts_from_a_detector_checkpoint(
     start, after = final_weights(trained), final_weights(out)
     for key in ("backbone.stem.conv1.weight", "roi_heads.predictor.cls_score.weight"):
         assert torch.equal(after[key], start[key]), key
+
+
+@pytest.mark.slow
+def test_a_tiny_run_with_every_addition_of_appendix_b(shapes_voc: Path, tmp_path: Path):
+    # global context trained end to end; the final evaluation refines boxes, votes, and
+    # scores every RoI on a 3-scale pyramid and on the mirrored images
+    out = tmp_path / "plus"
+    changes = {"solver.max_iter": 4, "solver.checkpoint_period": 4}
+    argv = ["train", "--config", str(QUICKSTART), *tiny_overrides(shapes_voc, out, **changes),
+            "model.roi_heads.global_context=true", "test.box_refinement=true",
+            "test.box_voting=true", "test.pyramid_sizes=[64,96,128]", "test.flip=true"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["num_images"] == 5
+    assert 0.0 <= results["headline"]["mAP@.5"] <= 1.0
+    # the predictor sees each region's res5 feature and the global one: 2 x 64 (width 8)
+    assert final_weights(out)["roi_heads.predictor.cls_score.weight"].shape[1] == 2 * 64
