@@ -91,12 +91,12 @@ def pyramid_features(
     if len(views) == 1:  # one scale: nothing to choose or merge
         (view,) = views
         return heads.box_features(view.maps, _in_view(rois, view), view.image_sizes)
-    counts = [len(r) for r in rois]
-    image_of = torch.repeat_interleave(torch.arange(len(rois)), torch.tensor(counts))
     side = box_area(torch.cat(list(rois))).clamp(min=0).sqrt()  # (R,)
+    counts = torch.tensor([len(r) for r in rois], device=side.device)
+    image_of = torch.repeat_interleave(torch.arange(len(rois), device=side.device), counts)
     # a view's ratio is near-isotropic (rounded sizes): its size scales by sqrt(ry rx)
-    scale = torch.tensor([[(ry * rx) ** 0.5 for ry, rx in v.ratios] for v in views])  # (S, N)
-    low, high = adjacent_scales(side[:, None] * scale[:, image_of].T.to(side), roi_size)
+    scale = side.new_tensor([[(ry * rx) ** 0.5 for ry, rx in v.ratios] for v in views])  # (S, N)
+    low, high = adjacent_scales(side[:, None] * scale[:, image_of].T, roi_size)
     merged: Tensor | None = None
     for pick in (low, high):
         features: Tensor | None = None
