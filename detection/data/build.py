@@ -92,6 +92,7 @@ def build_train_transform(input_cfg: InputConfig) -> TrainTransform:
         format=input_cfg.format,
         pixel_mean=input_cfg.pixel_mean,
         pixel_std=input_cfg.pixel_std,
+        reduced_decode=input_cfg.reduced_decode,
     )
 
 
@@ -102,6 +103,7 @@ def build_test_transform(input_cfg: InputConfig) -> TestTransform:
         format=input_cfg.format,
         pixel_mean=input_cfg.pixel_mean,
         pixel_std=input_cfg.pixel_std,
+        reduced_decode=input_cfg.reduced_decode,
     )
 
 
