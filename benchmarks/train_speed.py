@@ -13,7 +13,10 @@ tools/gpu_check.sh (cudnn.benchmark on there).
 With ``--profile`` the timed iterations run under torch.profiler, each stage of the model
 (backbone stages, RPN, RoI pooling, box head, predictor) marked as a range by forward hooks;
 two tables follow the row, per phase: the stages' forward time, then the top ops by self
-time (forward and backward). For a slow layout keep it to a few iterations:
+time (forward and backward). With random weights (``model.backbone.weights=``) add
+``--calibrate-norms``: a deep network's activations otherwise grow ~1e6x through 101 layers of
+identity frozen norms and no proposal survives, so the RoI head would run on nothing. For a
+slow layout keep it to a few iterations:
 
     python benchmarks/train_speed.py \
         --config configs/detection/faster_rcnn_r101_c4_voc07plus12.yaml \
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from backbones.layers import FrozenBatchNorm2d
 from detection.config import Config, load_config
 from detection.data.build import build_detection_test_loader, build_detection_train_loader
 from detection.modeling.build import build_model
@@ -97,17 +101,46 @@ def print_profile(prof: profile, title: str, iters: int, top: int) -> None:
         print(f"| `{e.key}` | {e.count / iters:.0f} | {seconds:.3f} | {seconds / total:.0%} |")
 
 
-def train_speed(cfg: Config, device: torch.device, warmup: int, iters: int, top: int = 0) -> float:
+@torch.no_grad()
+def calibrate_frozen_norms(model: nn.Module, batch: DetectionBatch) -> None:
+    """Data-dependent init of random weights: each FrozenBatchNorm2d's mean and variance become
+    its input's per-channel statistics in one forward of ``batch`` (eval mode, detections on),
+    so that activations keep unit scale and the RPN proposes boxes (R, 4) for the head."""
+
+    def set_statistics(norm: FrozenBatchNorm2d, args: tuple[torch.Tensor, ...]) -> None:
+        norm.running_mean.copy_(args[0].mean(dim=(0, 2, 3)))
+        norm.running_var.copy_(args[0].var(dim=(0, 2, 3)))
+
+    norms = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    hooks = [norm.register_forward_pre_hook(set_statistics) for norm in norms]
+    mode = model.training
+    model.eval()(batch.images, detect=True)
+    model.train(mode)
+    for hook in hooks:
+        hook.remove()
+
+
+def train_speed(
+    cfg: Config,
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    top: int = 0,
+    calibrate: bool = False,
+) -> float:
     """Training images per second (the timed iterations only); ``top`` > 0: profile them."""
-    model = prepare_model(build_model(cfg), device, cfg.channels_last).train()
+    batches: Iterator[DetectionBatch] = iter(
+        build_detection_train_loader(cfg, cfg.solver.ims_per_batch)
+    )
+    model: nn.Module = build_model(cfg)
+    if calibrate:
+        calibrate_frozen_norms(model, next(batches))
+    model = prepare_model(model, device, cfg.channels_last).train()
     if top:
         mark_stages(model)
     optimizer, _ = build_solver(cfg.solver, model)
     amp = amp_dtype(cfg.solver, device)
     scaler = make_grad_scaler(amp, device)
-    batches: Iterator[DetectionBatch] = iter(
-        build_detection_train_loader(cfg, cfg.solver.ims_per_batch)
-    )
     for _ in range(warmup):
         _train_step(model, next(batches), optimizer, scaler, amp, device)
     _sync(device)
@@ -130,7 +163,7 @@ def _train_step(
     batch: DetectionBatch,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
-    amp: torch.dtype | None,
+    amp: str | None,
     device: torch.device,
 ) -> None:
     """One forward, backward and SGD step."""
@@ -149,30 +182,39 @@ def _train_step(
 
 @torch.inference_mode()
 def inference_speed(
-    cfg: Config, device: torch.device, warmup: int, iters: int, top: int = 0
+    cfg: Config,
+    device: torch.device,
+    warmup: int,
+    iters: int,
+    top: int = 0,
+    calibrate: bool = False,
 ) -> float:
     """Inference images per second over the test split (cycled), after ``warmup`` batches;
     ``top`` > 0: profile the timed batches."""
     amp = inference_amp(cfg, device)
-    model = prepare_for_inference(build_model(cfg), device, cfg.channels_last, amp)
+    loader, _, _ = build_detection_test_loader(cfg)
+    model: nn.Module = build_model(cfg)
+    if calibrate:
+        calibrate_frozen_norms(model, next(iter(loader)))
+    model = prepare_for_inference(model, device, cfg.channels_last, amp)
     if top:
         mark_stages(model)
-    loader, _, _ = build_detection_test_loader(cfg)
     batches = islice(cycle(loader), warmup + iters)
     for batch in islice(batches, warmup):
         with autocast(device.type, amp):
             model(batch.images.to(device), detect=True)
     _sync(device)
-    images, start = 0, time.perf_counter()
+    images, start, cpu_start = 0, time.perf_counter(), time.process_time()
     with profiled(top > 0) as prof:
         for batch in batches:
             with autocast(device.type, amp):
                 model(batch.images.to(device), detect=True)
             images += len(batch.images)
         _sync(device)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if top:
         print_profile(prof, "inference", iters, top)
+    print(f"inference: {seconds / images:.3f} s and {cpu / images:.3f} CPU s per image")
     return images / seconds
 
 
@@ -185,6 +227,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile the timed iterations")
     parser.add_argument("--top", type=int, default=15, help="ops listed by --profile")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument(
+        "--calibrate-norms", action="store_true",
+        help="random weights: frozen-norm statistics from one batch (see the docstring)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -194,8 +240,9 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(device)
     top = args.top if args.profile else 0
-    train = train_speed(cfg, device, args.warmup, args.iters, top)
-    infer = inference_speed(cfg, device, args.warmup, args.iters, top)
+    calibrate = args.calibrate_norms
+    train = train_speed(cfg, device, args.warmup, args.iters, top, calibrate)
+    infer = inference_speed(cfg, device, args.warmup, args.iters, top, calibrate)
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     amp = amp_dtype(cfg.solver, device) or "fp32"
@@ -206,7 +253,7 @@ def main() -> None:
     print(
         f"| {name} | {args.config} | {cfg.input.min_size_train[0]}/{cfg.input.max_size_train} "
         f"| {cfg.solver.ims_per_batch} | {amp} / {test_amp} | {cfg.channels_last} "
-        f"| {train:.1f} | {infer:.1f} | {memory:.2f} |"
+        f"| {train:.3g} | {infer:.3g} | {memory:.2f} |"
     )
 
 
