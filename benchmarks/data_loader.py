@@ -42,7 +42,6 @@ from detection.data.loader import DetectionDataset, collate_detection
 from detection.data.synthetic import render_scene
 from detection.data.transforms import TrainTransform, collate_images, resized_shape
 from detection.structures import ImageRecord
-from engine.samplers import limit_worker_threads
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]  # RGB, 0..255 scale
 # name -> (height, width, Gaussian blur sigma before encoding): the large scenes are smoothed
@@ -121,9 +120,8 @@ def _loaders(
         transform = TrainTransform([600], 1000, 0.5, 0.0, "RGB", MEAN, STD, reduced)
         dataset = DetectionDataset(records, transform)
         return DataLoader(
-            dataset, batch_size, sampler=items, collate_fn=collate_detection,
-            worker_init_fn=limit_worker_threads, **kwargs,  # as the training loader
-        )  # fmt: skip
+            dataset, batch_size, sampler=items, collate_fn=collate_detection, **kwargs
+        )
 
     def theirs(draft: bool) -> DataLoader:
         dataset = TorchvisionDataset(records, draft)

@@ -10,8 +10,7 @@
   sees exactly the batches an uninterrupted one would have. Without grouping, the N ranks of
   a run together get exactly the samples and seeds one process gets with the global batch.
 * :class:`InferenceSampler`: indices in order, one contiguous shard per rank.
-* :func:`seed_worker`: seeds random, NumPy and torch in each DataLoader worker (and
-  :func:`limit_worker_threads`: one OpenCV thread there).
+* :func:`seed_worker`: seeds random, NumPy and torch in each DataLoader worker.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -42,19 +40,8 @@ def sample_seed(seed: int, iteration: int, position: int) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
-def limit_worker_threads(worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV thread in the worker, as torch gives it one.
-
-    The workers are the loader's parallelism; OpenCV's own pool (one thread per core in every
-    worker) would only oversubscribe the cores the training step needs.
-    """
-    cv2.setNumThreads(1)
-
-
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """DataLoader ``worker_init_fn``: seed random, NumPy and torch from (seed, rank, worker);
-    :func:`limit_worker_threads`."""
-    limit_worker_threads(worker_id)
+    """DataLoader ``worker_init_fn``: seed random, NumPy and torch from (seed, rank, worker)."""
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, rank, worker_id]).generate_state(2)
     random.seed(int(state[0]))
     np.random.seed(int(state[1]))

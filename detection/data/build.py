@@ -26,12 +26,7 @@ from detection.data.voc import VOC_CLASSES, VOCLayout, load_voc_splits
 from detection.structures import ImageRecord
 from engine import distributed as dist
 from engine.errors import DataWarning, UserError
-from engine.samplers import (
-    InferenceSampler,
-    ResumableBatchSampler,
-    limit_worker_threads,
-    seed_worker,
-)
+from engine.samplers import InferenceSampler, ResumableBatchSampler, seed_worker
 
 DETECTION_FORMATS = ("voc", "coco")
 
@@ -174,7 +169,6 @@ def build_detection_test_loader(
             collate_detection, size_divisibility=cfg.input.size_divisibility
         ),
         num_workers=cfg.data.num_workers,
-        worker_init_fn=limit_worker_threads,
     )
     return DetectionLoader(loader, cfg.data.skip_bad_images, len(records)), records, class_names
 

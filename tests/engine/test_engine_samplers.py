@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import random
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -86,13 +85,3 @@ def test_seed_worker_depends_on_seed_rank_and_worker() -> None:
     assert draw(0, 1, 0) == draw(0, 1, 0)
     values = {draw(w, s, r) for w, s, r in [(0, 1, 0), (1, 1, 0), (0, 1, 1), (0, 2, 0)]}
     assert len(values) == 4
-
-
-def test_workers_get_one_opencv_thread() -> None:
-    before = cv2.getNumThreads()
-    try:
-        cv2.setNumThreads(2)
-        seed_worker(0, seed=1, rank=0)
-        assert cv2.getNumThreads() == 1
-    finally:
-        cv2.setNumThreads(before)
