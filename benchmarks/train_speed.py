@@ -87,7 +87,7 @@ def print_profile(prof: profile, title: str, iters: int, top: int) -> None:
     """Markdown tables: stage ranges (forward), then the top ops by self CPU time."""
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 1e6 / iters
-    print(f"\n{title}: {total:.2f} s of CPU time per iteration (sum of op self times)")
+    print(f"\n{title}: {total:.2f} s per iteration in ops (profiler self times, wall clock)")
     print("\n| stage (forward) | s / iteration | share |\n| --- | ---: | ---: |")
     for e in sorted(events, key=lambda e: -e.cpu_time_total):
         if e.key.startswith("stage: "):
