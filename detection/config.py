@@ -143,6 +143,7 @@ class InputConfig:
     flip_prob: float = 0.5  # probability of a horizontal flip when training
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength; 0 = off
     size_divisibility: int = 32  # pad batches to a multiple of this
+    reduced_decode: bool = True  # JPEGs shrunk >= 2x decode at 1/2, 1/4 or 1/8 scale (faster)
 
 
 @dataclass

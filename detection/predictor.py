@@ -19,7 +19,7 @@ from backbones.layers import fold_frozen_bn
 from backbones.weights import read_source
 from detection.config import PRECISIONS, Config, load_config
 from detection.data.build import build_test_transform, resolve_class_names
-from detection.data.transforms import collate_images, postprocess_detections
+from detection.data.transforms import collate_uint8_images, postprocess_detections
 from detection.modeling.build import build_model, load_detector_weights
 from detection.structures import Detections
 from engine.amp import autocast, cast_for_autocast, resolve_amp
@@ -101,9 +101,10 @@ class Predictor:
         """One forward pass over `images` (RGB uint8 (H, W, 3) each)."""
         for image in images:
             check_image(image)
-        tensors, scales = zip(*(self.transform(image) for image in images))
-        batch = collate_images(
-            tensors,
+        resized, scales = zip(*(self.transform.resize(image) for image in images))
+        batch = collate_uint8_images(
+            resized,
+            self.transform.normalization,
             [image.shape[:2] for image in images],
             scales,
             size_divisibility=self.cfg.input.size_divisibility,

@@ -92,6 +92,7 @@ def build_train_transform(input_cfg: InputConfig) -> TrainTransform:
         format=input_cfg.format,
         pixel_mean=input_cfg.pixel_mean,
         pixel_std=input_cfg.pixel_std,
+        reduced_decode=input_cfg.reduced_decode,
     )
 
 
@@ -105,6 +106,7 @@ def build_test_transform(
         format=input_cfg.format,
         pixel_mean=input_cfg.pixel_mean,
         pixel_std=input_cfg.pixel_std,
+        reduced_decode=input_cfg.reduced_decode,
         pyramid_sizes=test_cfg.pyramid_sizes if test_cfg else (),
         pyramid_max_size=test_cfg.pyramid_max_size if test_cfg else 2000,
     )

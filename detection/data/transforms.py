@@ -19,9 +19,12 @@ The public test-time path (used by :class:`detection.Predictor`; none of it need
   the exact inverse of the resize (and flip), boxes clipped to the original image;
   ``postprocess_detections(dets, images)`` applies it to a whole batch.
 
-Training uses :class:`TrainTransform`, an albumentations pipeline (bbox-aware: colour jitter,
-multi-scale :class:`ResizeShortestEdge`, horizontal flip) whose randomness comes only from the
-per-sample seed it is called with, so the training stream does not depend on worker count.
+The data-loader path keeps pixels uint8 until the batch: ``transform_sample`` (of
+:class:`TrainTransform`: colour jitter, multi-scale resize, horizontal flip; or of
+:class:`TestTransform`) returns the resized RGB uint8 image, and :func:`collate_uint8_images`
+normalises each image once, straight into the padded batch (:class:`Normalization`). The
+training randomness comes only from the per-sample seed, so the training stream does not
+depend on worker count.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import cv2
 import numpy as np
@@ -38,17 +40,20 @@ from torch import Tensor
 from torch.utils.data import get_worker_info
 
 from detection.structures import Detections, ImageBatch
+from engine.images import reduced_size
 
 # albumentations otherwise asks the network for a newer version on import
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 
 __all__ = [
-    "ResizeShortestEdge",
+    "Normalization",
     "TestTransform",
     "TrainTransform",
     "TransformedSample",
     "collate_images",
+    "collate_uint8_images",
+    "decode_reduction",
     "detections_to_original",
     "normalize",
     "postprocess_detections",
@@ -56,7 +61,7 @@ __all__ = [
 ]
 
 
-ScaledImage = tuple[Tensor, tuple[float, float]]  # normalised (3, h, w), its (sy, sx)
+ScaledImage = tuple[np.ndarray, tuple[float, float]]  # resized RGB uint8 (h, w, 3), its (sy, sx)
 
 
 def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
@@ -67,20 +72,44 @@ def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tupl
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+@dataclass(frozen=True)
+class Normalization:
+    """RGB uint8 pixels -> network input: channels in ``format`` order, ``(x - mean) / std``.
+
+    Args:
+        format: channel order fed to the network, "RGB" or "BGR".
+        pixel_mean: per-channel mean in ``format`` order, 0..255 scale.
+        pixel_std: per-channel std in ``format`` order, 0..255 scale.
+    """
+
+    format: str
+    pixel_mean: tuple[float, ...]
+    pixel_std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        _check_format(self.format, self.pixel_mean, self.pixel_std)
+
+    def __call__(self, image: np.ndarray) -> Tensor:
+        """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W)."""
+        return self.into(torch.empty((3, *image.shape[:2]), dtype=torch.float32), image)
+
+    def into(self, out: Tensor, image: np.ndarray) -> Tensor:
+        """Write RGB uint8 (h, w, 3) normalised into ``out`` (3, h, w) float32 (a batch slot)."""
+        # cv2.split gives contiguous planes: (H, W, 3) -> 3 x (H, W), 4x faster than a strided
+        # copy; one plane at a time stays in cache for the convert, subtract and divide
+        planes = cv2.split(image)
+        if self.format == "BGR":
+            planes = planes[::-1]
+        for channel, plane, mean, std in zip(out, planes, self.pixel_mean, self.pixel_std):
+            channel.copy_(torch.from_numpy(plane)).sub_(mean).div_(std)
+        return out
+
+
 def normalize(
     image: np.ndarray, format: str, pixel_mean: Sequence[float], pixel_std: Sequence[float]
 ) -> Tensor:
     """RGB uint8 (H, W, 3) -> normalised float32 (3, H, W) in ``format`` channel order."""
-    # cv2.split gives contiguous planes: (H, W, 3) -> 3 x (H, W), 4x faster than a strided copy
-    planes = cv2.split(image)
-    if format == "BGR":
-        planes = planes[::-1]
-    chw = torch.empty((3, *image.shape[:2]), dtype=torch.float32)
-    for channel, plane in zip(chw.numpy(), planes):
-        channel[...] = plane
-    mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
-    return chw.sub_(mean).div_(std)
+    return Normalization(format, tuple(pixel_mean), tuple(pixel_std))(image)
 
 
 def _check_format(format: str, pixel_mean: Sequence[float], pixel_std: Sequence[float]) -> None:
@@ -90,14 +119,37 @@ def _check_format(format: str, pixel_mean: Sequence[float], pixel_std: Sequence[
         raise ValueError(f"need 3 means and 3 positive stds, got {pixel_mean} and {pixel_std}")
 
 
+def decode_reduction(original: tuple[int, int], target: tuple[int, int]) -> int:
+    """The largest r of 8, 4, 2 whose 1/r decode of ``original`` (h, w) still covers ``target``
+    (h, w), else 1: a reduced decode only replaces part of a shrink, never adds an upscale."""
+    for reduce in (8, 4, 2):
+        height, width = reduced_size(*original, reduce)
+        if height >= target[0] and width >= target[1]:
+            return reduce
+    return 1
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (H, W, 3) uint8 to ``size`` (h, w); the image itself if it has it."""
+    if image.shape[:2] == size:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _scale_boxes(boxes: np.ndarray, sy: float, sx: float) -> np.ndarray:
+    """(G, 4) xyxy boxes -> float32 boxes times the per-axis scale."""
+    return (boxes.reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
+
+
 @dataclass
 class TransformedSample:
-    """An image and its boxes after a transform."""
+    """An image and its boxes after a transform (pixels still uint8, not normalised)."""
 
-    image: Tensor  # (3, h, w) float32, normalised, network-input pixels
+    image: np.ndarray  # (h, w, 3) uint8 RGB, network-input pixels (resized, maybe flipped)
     boxes: np.ndarray  # (G, 4) float32 xyxy, network-input pixels (same order as the input)
     scale: tuple[float, float]  # (sy, sx): resized = original * scale
     flipped: bool  # horizontally flipped after resizing
+    normalization: Normalization  # how the batch turns ``image`` into the network's input
     pyramid: list[ScaledImage] = field(default_factory=list)  # test.pyramid_sizes, ascending
 
 
@@ -110,6 +162,7 @@ class TestTransform:
         format: channel order fed to the network, "RGB" or "BGR".
         pixel_mean: per-channel mean in ``format`` order, 0..255 scale.
         pixel_std: per-channel std in ``format`` order, 0..255 scale.
+        reduced_decode: let :meth:`decode_reduction` ask for a reduced decode (data loader).
         pyramid_sizes: shorter sides of the test pyramid (each resized from the original
             image like the main one); empty: no pyramid.
         pyramid_max_size: cap on the longer side of the pyramid's images.
@@ -124,77 +177,72 @@ class TestTransform:
         format: str,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        reduced_decode: bool = False,
         pyramid_sizes: Sequence[int] = (),
         pyramid_max_size: int = 2000,
     ) -> None:
-        _check_format(format, pixel_mean, pixel_std)
-        self.min_size, self.max_size = min_size, max_size
-        self.format, self.pixel_mean, self.pixel_std = format, list(pixel_mean), list(pixel_std)
+        self.normalization = Normalization(format, tuple(pixel_mean), tuple(pixel_std))
+        self.min_size, self.max_size, self.reduced_decode = min_size, max_size, reduced_decode
         self.pyramid_sizes, self.pyramid_max_size = sorted(pyramid_sizes), pyramid_max_size
 
     def __call__(self, image: np.ndarray) -> tuple[Tensor, tuple[float, float]]:
         """RGB uint8 (H, W, 3) -> (normalised (3, h, w) float32, (sy, sx))."""
         resized, scale = self.resize(image)
-        return normalize(resized, self.format, self.pixel_mean, self.pixel_std), scale
+        return self.normalization(resized), scale
 
     def resize(
-        self, image: np.ndarray, min_size: int | None = None, max_size: int | None = None
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> tuple[np.ndarray, tuple[float, float]]:
-        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear, to
-        ``min_size`` / ``max_size`` (default: the transform's own)."""
-        height, width = image.shape[:2]
-        new_h, new_w = resized_shape(
-            height, width, min_size or self.min_size, max_size or self.max_size
-        )
-        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        return resized, (new_h / height, new_w / width)
+        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear.
 
-    def pyramid(self, image: np.ndarray) -> list[ScaledImage]:
-        """RGB uint8 (H, W, 3) -> the normalised image at every pyramid size, ascending."""
+        ``image`` may be a reduced decode of an original of ``original_size`` (h, w); the size
+        and the scale follow the original: ``(sy, sx) = (h / H_orig, w / W_orig)``.
+        """
+        height, width = original_size or image.shape[:2]
+        new_h, new_w = resized_shape(height, width, self.min_size, self.max_size)
+        return _resize(image, (new_h, new_w)), (new_h / height, new_w / width)
+
+    def pyramid(
+        self, image: np.ndarray, original_size: tuple[int, int] | None = None
+    ) -> list[ScaledImage]:
+        """RGB uint8 (H, W, 3) -> the image at every pyramid size, ascending, with its
+        (sy, sx); ``original_size`` as in :meth:`resize`."""
+        height, width = original_size or image.shape[:2]
         levels = []
         for size in self.pyramid_sizes:
-            resized, scale = self.resize(image, size, self.pyramid_max_size)
-            levels.append((normalize(resized, self.format, self.pixel_mean, self.pixel_std), scale))
+            new_h, new_w = resized_shape(height, width, size, self.pyramid_max_size)
+            levels.append((_resize(image, (new_h, new_w)), (new_h / height, new_w / width)))
         return levels
 
+    def decode_reduction(self, height: int, width: int, seed: int = 0) -> int:
+        """How much smaller (1, 2, 4, 8) the data loader may decode an (H, W) original: as
+        much as the largest image made from it (the main one or a pyramid level) allows."""
+        if not self.reduced_decode:
+            return 1
+        targets = [resized_shape(height, width, self.min_size, self.max_size)]
+        targets += [
+            resized_shape(height, width, s, self.pyramid_max_size) for s in self.pyramid_sizes
+        ]
+        return min(decode_reduction((height, width), target) for target in targets)
+
     def transform_sample(
-        self, image: np.ndarray, boxes: np.ndarray, seed: int = 0
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        seed: int = 0,
+        original_size: tuple[int, int] | None = None,
     ) -> TransformedSample:
-        """Transform an image and its (G, 4) xyxy boxes (``seed`` is unused: no randomness)."""
-        tensor, (sy, sx) = self(image)
-        scaled = (boxes * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
-        return TransformedSample(tensor, scaled, (sy, sx), False, self.pyramid(image))
-
-
-class ResizeShortestEdge(A.DualTransform):
-    """albumentations resize: shorter side one of ``min_sizes`` (random), longer <= ``max_size``.
-
-    Boxes need no change: albumentations keeps them normalised to the image size.
-    """
-
-    def __init__(self, min_sizes: Sequence[int], max_size: int, p: float = 1.0) -> None:
-        super().__init__(p=p)
-        self.min_sizes, self.max_size = list(min_sizes), max_size
-
-    def get_params_dependent_on_data(
-        self, params: dict[str, Any], data: dict[str, Any]
-    ) -> dict[str, Any]:
-        height, width = params["shape"][:2]
-        min_size = self.py_random.choice(self.min_sizes)
-        return {"size": resized_shape(height, width, min_size, self.max_size)}
-
-    def apply(self, img: np.ndarray, size: tuple[int, int], **params: Any) -> np.ndarray:
-        return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
-        return bboxes  # normalised coordinates are scale-invariant
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("min_sizes", "max_size")
+        """Resize an RGB uint8 image and its (G, 4) xyxy boxes (original pixels); ``seed`` is
+        unused (no randomness); ``original_size`` as in :meth:`resize`."""
+        resized, (sy, sx) = self.resize(image, original_size)
+        return TransformedSample(
+            resized, _scale_boxes(boxes, sy, sx), (sy, sx), False, self.normalization,
+            self.pyramid(image, original_size),
+        )  # fmt: skip
 
 
 class TrainTransform:
-    """Training augmentation: colour jitter, multi-scale resize, horizontal flip, normalise.
+    """Training augmentation: colour jitter, multi-scale resize, horizontal flip (uint8 pixels).
 
     Args:
         min_sizes: shorter-side choices, one picked per image.
@@ -204,6 +252,7 @@ class TrainTransform:
         format: channel order fed to the network, "RGB" or "BGR".
         pixel_mean: per-channel mean in ``format`` order, 0..255 scale.
         pixel_std: per-channel std in ``format`` order, 0..255 scale.
+        reduced_decode: let :meth:`decode_reduction` ask for a reduced decode (data loader).
     """
 
     def __init__(
@@ -215,38 +264,57 @@ class TrainTransform:
         format: str,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        reduced_decode: bool = False,
     ) -> None:
-        _check_format(format, pixel_mean, pixel_std)
-        self.format, self.pixel_mean, self.pixel_std = format, list(pixel_mean), list(pixel_std)
-        steps: list[A.BasicTransform] = []
-        if color_jitter > 0:
-            j = color_jitter
-            steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=1.0))
-        steps.append(ResizeShortestEdge(min_sizes, max_size))
-        steps.append(A.HorizontalFlip(p=flip_prob))
-        # "order" tracks which input box each output box is (none is dropped: clip, no filter)
-        bbox_params = A.BboxParams(format="pascal_voc", label_fields=["order"], clip=True)
-        self.pipeline = A.Compose(steps, bbox_params=bbox_params, save_applied_params=True)
+        self.normalization = Normalization(format, tuple(pixel_mean), tuple(pixel_std))
+        self.min_sizes, self.max_size, self.flip_prob = list(min_sizes), max_size, flip_prob
+        self.reduced_decode = reduced_decode
+        j = color_jitter
+        self.jitter = (
+            A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=1.0) if j > 0 else None
+        )
+
+    def _draw(self, seed: int) -> tuple[int, bool, int]:
+        """(shorter side, flip, jitter seed) of sample ``seed``: successive draws of one stream."""
+        rng = np.random.default_rng(seed)
+        min_size = self.min_sizes[int(rng.integers(len(self.min_sizes)))]
+        return min_size, bool(rng.random() < self.flip_prob), int(rng.integers(2**31))
+
+    def decode_reduction(self, height: int, width: int, seed: int) -> int:
+        """How much smaller (1, 2, 4, 8) the data loader may decode an (H, W) original."""
+        if not self.reduced_decode:
+            return 1
+        target = resized_shape(height, width, self._draw(seed)[0], self.max_size)
+        return decode_reduction((height, width), target)
 
     def transform_sample(
-        self, image: np.ndarray, boxes: np.ndarray, seed: int
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        seed: int,
+        original_size: tuple[int, int] | None = None,
     ) -> TransformedSample:
-        """Augment an RGB uint8 (H, W, 3) image and its (G, 4) xyxy boxes with ``seed``."""
-        self._reseed(seed)
-        out = self.pipeline(image=image, bboxes=boxes.reshape(-1, 4), order=np.arange(len(boxes)))
-        new_boxes = np.zeros((len(boxes), 4), np.float32)
-        new_boxes[np.asarray(out["order"], np.int64)] = np.asarray(out["bboxes"]).reshape(-1, 4)
-        flipped = any(name == "HorizontalFlip" for name, _ in out["applied_transforms"])
-        height, width = image.shape[:2]
-        new_h, new_w = out["image"].shape[:2]
-        tensor = normalize(out["image"], self.format, self.pixel_mean, self.pixel_std)
-        return TransformedSample(tensor, new_boxes, (new_h / height, new_w / width), flipped)
+        """Augment an RGB uint8 (H, W, 3) image and its (G, 4) xyxy boxes with ``seed``.
 
-    def _reseed(self, seed: int) -> None:
-        """Give every step its own stream from ``seed`` (one shared seed would correlate them)."""
-        self.pipeline.set_random_seed(seed)
-        for k, step in enumerate(self.pipeline.transforms):
-            step.set_random_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+        ``image`` may be a reduced decode of an original of ``original_size`` (h, w): sizes,
+        scale and boxes follow the original (boxes in original pixels, scale = new size /
+        original size). Boxes are clipped to the image, then scaled and flipped with it (none
+        is dropped).
+        """
+        min_size, flipped, jitter_seed = self._draw(seed)
+        if self.jitter is not None:
+            self.jitter.set_random_seed(jitter_seed)
+            image = self.jitter(image=image)["image"]
+        height, width = original_size or image.shape[:2]
+        new_h, new_w = resized_shape(height, width, min_size, self.max_size)
+        resized = _resize(image, (new_h, new_w))
+        sy, sx = new_h / height, new_w / width
+        clipped = np.clip(boxes.reshape(-1, 4), 0, np.array([width, height, width, height]))
+        new_boxes = _scale_boxes(clipped, sy, sx)
+        if flipped:
+            resized = cv2.flip(resized, 1)
+            new_boxes[:, [0, 2]] = new_w - new_boxes[:, [2, 0]]
+        return TransformedSample(resized, new_boxes, (sy, sx), flipped, self.normalization)
 
 
 def collate_images(
@@ -256,9 +324,8 @@ def collate_images(
     flipped: Sequence[bool] | None = None,
     image_ids: Sequence[int | str] | None = None,
     size_divisibility: int = 32,
-    pyramids: Sequence[Sequence[ScaledImage]] | None = None,
 ) -> ImageBatch:
-    """Pad normalised images into one batch (and each level of their test pyramid into one).
+    """Pad normalised images into one batch.
 
     Args:
         images: per image a (3, h_i, w_i) float32 normalised tensor.
@@ -267,46 +334,95 @@ def collate_images(
         flipped: per image, flipped by the transform (default: none).
         image_ids: per image, its record's id (default: 0, 1, ...).
         size_divisibility: pad height and width up to a multiple of this (0 or 1: no rounding).
-        pyramids: per image, its (tensor, scale) at each pyramid size (`TestTransform.pyramid`).
 
     Returns:
-        ImageBatch with tensor (B, 3, H_pad, W_pad), zero padding at the bottom/right; its
-        ``pyramid`` holds one such batch per level.
+        ImageBatch with tensor (B, 3, H_pad, W_pad), zero padding at the bottom/right.
     """
-    height = max(int(image.shape[1]) for image in images)
-    width = max(int(image.shape[2]) for image in images)
+    sizes = [(int(image.shape[1]), int(image.shape[2])) for image in images]
+    tensor = _padded_batch(sizes, size_divisibility, images[0].dtype, images[0].device)
+    for slot, image, (height, width) in zip(tensor, images, sizes):
+        slot[:, :height, :width].copy_(image)
+    return _image_batch(tensor, sizes, original_sizes, scales, flipped, image_ids)
+
+
+def collate_uint8_images(
+    images: Sequence[np.ndarray],
+    normalization: Normalization,
+    original_sizes: Sequence[tuple[int, int]],
+    scales: Sequence[tuple[float, float]],
+    flipped: Sequence[bool] | None = None,
+    image_ids: Sequence[int | str] | None = None,
+    size_divisibility: int = 32,
+    pyramids: Sequence[Sequence[ScaledImage]] | None = None,
+) -> ImageBatch:
+    """:func:`collate_images` for RGB uint8 (h_i, w_i, 3) images, normalised into the batch.
+
+    Each image is converted and normalised once, straight into its slot of the padded batch
+    (no per-image float tensor, no second copy). Returns the same ImageBatch; with
+    ``pyramids`` (per image, its (image, scale) at each pyramid size: `TestTransform.pyramid`)
+    its ``pyramid`` holds one such batch per level.
+    """
+    sizes = [(int(image.shape[0]), int(image.shape[1])) for image in images]
+    tensor = _padded_batch(sizes, size_divisibility, torch.float32, torch.device("cpu"))
+    for slot, image, (height, width) in zip(tensor, images, sizes):
+        normalization.into(slot[:, :height, :width], image)
+    batch = _image_batch(tensor, sizes, original_sizes, scales, flipped, image_ids)
+    for k in range(len(pyramids[0]) if pyramids else 0):
+        level_images, level_scales = zip(*(p[k] for p in pyramids or ()))
+        batch.pyramid.append(collate_uint8_images(
+            level_images, normalization, original_sizes, level_scales,
+            image_ids=batch.image_ids, size_divisibility=size_divisibility,
+        ))  # fmt: skip
+    return batch
+
+
+def _padded_batch(
+    sizes: Sequence[tuple[int, int]],
+    size_divisibility: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Tensor:
+    """(B, 3, H_pad, W_pad) with only the padding zeroed (the images are written over the rest).
+
+    In a DataLoader worker the batch is allocated in shared memory, which saves the copy torch
+    otherwise makes to send it to the main process.
+    """
+    height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
     if size_divisibility > 1:
         height = -(-height // size_divisibility) * size_divisibility
         width = -(-width // size_divisibility) * size_divisibility
-    tensor = _zeros_for_batch(images[0], (len(images), 3, height, width))
-    for i, image in enumerate(images):
-        tensor[i, :, : image.shape[1], : image.shape[2]].copy_(image)
-    ids: list[int | str] = list(image_ids) if image_ids is not None else list(range(len(images)))
-    levels = []
-    for k in range(len(pyramids[0]) if pyramids else 0):
-        level_images, level_scales = zip(*(p[k] for p in pyramids or ()))
-        levels.append(collate_images(
-            level_images, original_sizes, level_scales, image_ids=ids,
-            size_divisibility=size_divisibility,
-        ))  # fmt: skip
+    shape = (len(sizes), 3, height, width)
+    if get_worker_info() is None or device.type != "cpu":
+        tensor = torch.empty(shape, dtype=dtype, device=device)
+    else:
+        storage = (
+            torch.empty(0, dtype=dtype)
+            ._typed_storage()
+            ._new_shared(int(np.prod(shape)), device=device)
+        )
+        tensor = torch.empty(0, dtype=dtype).new(storage).view(shape)
+    for slot, (h, w) in zip(tensor, sizes):
+        slot[:, h:].zero_()
+        slot[:, :h, w:].zero_()
+    return tensor
+
+
+def _image_batch(
+    tensor: Tensor,
+    sizes: Sequence[tuple[int, int]],
+    original_sizes: Sequence[tuple[int, int]],
+    scales: Sequence[tuple[float, float]],
+    flipped: Sequence[bool] | None,
+    image_ids: Sequence[int | str] | None,
+) -> ImageBatch:
     return ImageBatch(
         tensor=tensor,
-        image_sizes=[(int(image.shape[1]), int(image.shape[2])) for image in images],
+        image_sizes=list(sizes),
         original_sizes=[tuple(size) for size in original_sizes],  # type: ignore[misc]
         scales=[tuple(scale) for scale in scales],  # type: ignore[misc]
-        flipped=list(flipped) if flipped is not None else [False] * len(images),
-        image_ids=ids,
-        pyramid=levels,
+        flipped=list(flipped) if flipped is not None else [False] * len(sizes),
+        image_ids=list(image_ids) if image_ids is not None else list(range(len(sizes))),
     )
-
-
-def _zeros_for_batch(like: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """A zero tensor; in a DataLoader worker, in shared memory (saves a copy when sent back)."""
-    if get_worker_info() is None or like.device.type != "cpu":
-        return like.new_zeros(shape)
-    numel = int(np.prod(shape))
-    storage = like._typed_storage()._new_shared(numel, device=like.device)
-    return like.new(storage).resize_(shape).zero_()
 
 
 def detections_to_original(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.errors import DataWarning, UserError
-from engine.images import BadImageError, BadImagePolicy, decode_image
+from engine.images import BadImageError, BadImagePolicy, decode_image, reduced_size
 
 
 def test_decode_image_gives_rgb(tmp_path: Path) -> None:
@@ -19,6 +19,22 @@ def test_decode_image_gives_rgb(tmp_path: Path) -> None:
     assert (
         image.shape == (4, 6, 3) and image.dtype == np.uint8 and image[0, 0].tolist() == [255, 0, 0]
     )
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_reduced_decode_has_the_ceil_size_of_every_format(tmp_path: Path, suffix: str) -> None:
+    """1/r decode of 37x50: ceil sizes (libjpeg's DCT scaling; other formats area-shrunk)."""
+    path = tmp_path / f"ramp{suffix}"
+    ramp = np.broadcast_to(np.arange(50, dtype=np.uint8)[None, :, None] * 5, (37, 50, 3))
+    cv2.imwrite(str(path), np.ascontiguousarray(ramp))
+    assert reduced_size(37, 50, 4) == (10, 13)
+    for reduce in (2, 4, 8):
+        image = decode_image(str(path), reduce)
+        assert image.shape == (*reduced_size(37, 50, reduce), 3) and image.dtype == np.uint8
+        # the horizontal ramp survives: each column's value near 5 * its centre x in full pixels
+        step = reduce if suffix == ".jpg" else 50 / image.shape[1]  # JPEG: blocks of r pixels
+        centre = (np.arange(image.shape[1]) + 0.5) * step - 0.5
+        assert np.abs(image[image.shape[0] // 2, :-1, 0] - 5 * centre[:-1]).max() < 12
 
 
 def test_corrupt_truncated_and_missing_files_name_the_file(tmp_path: Path) -> None:

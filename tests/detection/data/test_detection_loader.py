@@ -19,7 +19,7 @@ from detection.data.loader import (
     Sample,
     collate_detection,
 )
-from detection.data.transforms import TestTransform
+from detection.data.transforms import TestTransform, TrainTransform
 from detection.data.voc import load_voc
 from detection.structures import ImageRecord
 from engine.errors import UserError
@@ -35,7 +35,8 @@ def _voc_records(voc_devkit: Path) -> list[ImageRecord]:
 def test_dataset_sample_carries_scaled_targets_and_ignore(voc_devkit: Path) -> None:
     sample = DetectionDataset(_voc_records(voc_devkit), TRANSFORM)[0]
     assert isinstance(sample, Sample)
-    assert tuple(sample.image.shape) == (3, 32, 43)  # 30x40 -> shorter side 32
+    assert tuple(sample.image.shape) == (32, 43, 3)  # 30x40 -> shorter side 32, uint8
+    assert sample.image.dtype == np.uint8
     sy, sx = sample.scale
     assert (sy, sx) == (32 / 30, 43 / 40)
     expected = [[0, 0, 10 * sx, 20 * sy], [4 * sx, 5 * sy, 40 * sx, 30 * sy]]
@@ -92,6 +93,57 @@ def test_size_mismatch_is_a_bad_image(voc_devkit: Path) -> None:
     bad = DetectionDataset(records, TRANSFORM)[0]
     assert isinstance(bad, BadSample)
     assert bad.reason.endswith("000001.jpg: decoded size 40x31 differs from the annotated 40x30")
+
+
+def _photo(path: Path) -> ImageRecord:
+    """A smooth 1600x1200 JPEG with a bright box at (400, 300, 1200, 900)."""
+    yy, xx = np.mgrid[:1200, :1600]
+    image = np.stack([xx * 255 // 1600, yy * 255 // 1200, np.full_like(xx, 90)], -1)
+    image[300:900, 400:1200] = 250
+    cv2.imwrite(str(path), image.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    box = np.array([[400, 300, 1200, 900]], np.float32)
+    return ImageRecord(0, str(path), 1600, 1200, box, np.zeros(1, np.int64), np.zeros(1, bool))
+
+
+def test_reduced_decode_keeps_scale_and_boxes_exact(tmp_path: Path) -> None:
+    """1600x1200 -> 600 px: decoded at 1/2 (800x600), same size, scale and boxes as full."""
+    record = _photo(tmp_path / "big.jpg")
+    mean = [0.0, 0.0, 0.0]
+    fast = TestTransform(600, 1000, "RGB", mean, [1.0] * 3, reduced_decode=True)
+    full = TestTransform(600, 1000, "RGB", mean, [1.0] * 3, reduced_decode=False)
+    assert fast.decode_reduction(1200, 1600) == 2 and full.decode_reduction(1200, 1600) == 1
+    a, b = DetectionDataset([record], fast)[0], DetectionDataset([record], full)[0]
+    assert isinstance(a, Sample) and isinstance(b, Sample)
+    assert a.image.shape == b.image.shape == (600, 800, 3)
+    assert a.scale == b.scale == (0.5, 0.5)
+    assert a.targets.boxes.tolist() == b.targets.boxes.tolist() == [[200.0, 150.0, 600.0, 450.0]]
+    # the pixels differ only by the decoder's filtering: DCT scaling against a bilinear shrink
+    assert np.abs(a.image.astype(int) - b.image.astype(int)).mean() < 2.0
+    # training: sizes 300 (1/4 decode: 400x300) and 600 (1/2) from the same record
+    train = TrainTransform([300, 600], 1000, 0.5, 0.0, "RGB", mean, [1.0] * 3, reduced_decode=True)
+    for seed in range(6):
+        sample = DetectionDataset([record], train)[(0, seed)]
+        assert isinstance(sample, Sample)
+        height = sample.image.shape[0]
+        assert train.decode_reduction(1200, 1600, seed) == {300: 4, 600: 2}[height]
+        assert sample.scale == (height / 1200, height / 1200)
+        x1, y1, x2, y2 = sample.targets.boxes[0].tolist()
+        width = sample.image.shape[1]
+        if sample.flipped:
+            x1, x2 = width - x2, width - x1
+        assert [x1, y1, x2, y2] == [v * height / 1200 for v in (400, 300, 1200, 900)]
+
+
+def test_reduced_decode_size_mismatch_names_both_sizes(tmp_path: Path) -> None:
+    record = _photo(tmp_path / "big.jpg")
+    record.height = 1300  # the annotation is wrong: 1/2 decode expects 800x650
+    fast = TestTransform(600, 1000, "RGB", [0.0] * 3, [1.0] * 3, reduced_decode=True)
+    bad = DetectionDataset([record], fast)[0]
+    assert isinstance(bad, BadSample)
+    assert bad.reason.endswith(
+        "big.jpg: decoded size 800x600 differs from the annotated 1600x1300 "
+        "(800x650 expected at 1/2 scale)"
+    )
 
 
 def test_collate_builds_a_detection_batch(voc_devkit: Path) -> None:

@@ -7,9 +7,12 @@ import pytest
 import torch
 
 from detection.data.transforms import (
+    Normalization,
     TestTransform,
     TrainTransform,
     collate_images,
+    collate_uint8_images,
+    decode_reduction,
     detections_to_original,
     normalize,
     postprocess_detections,
@@ -67,9 +70,9 @@ def _box_image(height: int, width: int, box: tuple[int, int, int, int]) -> np.nd
     return image
 
 
-def _pixel_box(tensor: torch.Tensor) -> np.ndarray:
+def _pixel_box(image: np.ndarray) -> np.ndarray:
     """Extent of the pixels brighter than half (continuous xyxy)."""
-    on = (tensor[0] > 127.5).numpy()
+    on = image[..., 0] > 127.5
     cols, rows = np.flatnonzero(on.any(axis=0)), np.flatnonzero(on.any(axis=1))
     return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], np.float32)
 
@@ -92,11 +95,11 @@ def test_boxes_stay_on_their_pixels(
     image = _box_image(*shape, box)
     out = _train([600], 1000, flip).transform_sample(image, np.array([box], np.float32), seed=0)
     assert out.flipped is bool(flip)
-    assert tuple(out.image.shape[1:]) == resized_shape(*shape, 600, 1000)
+    assert tuple(out.image.shape[:2]) == resized_shape(*shape, 600, 1000)
     assert _iou(out.boxes[0], _pixel_box(out.image)) > 0.95
     # and the inverse maps the transformed box back onto the original within 0.5 px
     det = Detections(torch.from_numpy(out.boxes), torch.ones(1), torch.zeros(1, dtype=torch.int64))
-    back = detections_to_original(det, tuple(out.image.shape[1:]), shape, out.scale, out.flipped)
+    back = detections_to_original(det, tuple(out.image.shape[:2]), shape, out.scale, out.flipped)
     np.testing.assert_allclose(back.boxes.numpy()[0], box, atol=0.5)
 
 
@@ -119,7 +122,7 @@ def test_inverse_is_exact_on_random_boxes() -> None:
                 np.zeros((height, width, 3), np.uint8), boxes, seed
             )
             det = Detections(torch.from_numpy(out.boxes), torch.ones(20), torch.zeros(20))
-            size = tuple(out.image.shape[1:])
+            size = tuple(out.image.shape[:2])
             back = detections_to_original(det, size, (height, width), out.scale, out.flipped)
             np.testing.assert_allclose(back.boxes.numpy(), boxes, atol=1e-3)
 
@@ -143,22 +146,22 @@ def test_training_randomness_comes_from_the_seed() -> None:
     boxes = np.array([[10, 10, 50, 40]], np.float32)
     outs = [transform.transform_sample(image, boxes, seed) for seed in range(16)]
     again = transform.transform_sample(image, boxes, 3)
-    assert torch.equal(again.image, outs[3].image) and again.flipped == outs[3].flipped
+    assert np.array_equal(again.image, outs[3].image) and again.flipped == outs[3].flipped
     assert {o.flipped for o in outs} == {True, False}
-    assert {o.image.shape[1] for o in outs} == {400, 500, 600}
+    assert {o.image.shape[0] for o in outs} == {400, 500, 600}
     # flip and size choice are independent streams (one shared seed would tie them)
-    pairs = {(o.flipped, o.image.shape[1]) for o in outs}
+    pairs = {(o.flipped, o.image.shape[0]) for o in outs}
     assert len(pairs) >= 5
     # jitter changes the pixels, not the boxes
     plain = _train([400], 1000, 0.0).transform_sample(image, boxes, 0)
     jittered = _train([400], 1000, 0.0, jitter=0.4).transform_sample(image, boxes, 0)
-    assert not torch.equal(plain.image, jittered.image)
+    assert not np.array_equal(plain.image, jittered.image)
     np.testing.assert_allclose(plain.boxes, jittered.boxes)
 
 
 def test_images_without_boxes() -> None:
     out = _train([64]).transform_sample(np.zeros((32, 48, 3), np.uint8), np.zeros((0, 4)), 0)
-    assert out.boxes.shape == (0, 4) and tuple(out.image.shape) == (3, 64, 96)
+    assert out.boxes.shape == (0, 4) and tuple(out.image.shape) == (64, 96, 3)
 
 
 def test_collate_pads_with_zeros_to_the_divisibility() -> None:
@@ -178,3 +181,44 @@ def test_collate_pads_with_zeros_to_the_divisibility() -> None:
     back = postprocess_detections(dets, batch)
     assert back[0].boxes.tolist() == [[5.0, 5.0, 10.0, 10.0]]
     assert back[1].boxes.tolist() == [[10.0, 5.0, 15.0, 10.0]]  # flipped in the 40-px input
+
+
+def test_train_boxes_are_clipped_to_the_image_before_scaling() -> None:
+    out = _train([100], 1000, 0.0).transform_sample(
+        np.zeros((50, 100, 3), np.uint8), np.array([[-10, 5, 120, 60]], np.float32), seed=0
+    )
+    assert out.scale == (2.0, 2.0)
+    assert out.boxes.tolist() == [[0.0, 10.0, 200.0, 100.0]]
+
+
+def test_uint8_collate_normalises_into_the_padded_batch() -> None:
+    """Same tensor as normalising each image, then padding (BGR order, zero padding)."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(50, 70, 3), (64, 40, 3)]]
+    norm = Normalization("BGR", (103.53, 116.28, 123.675), (57.375, 57.12, 58.395))
+    sizes, scales = [(25, 35), (32, 20)], [(2.0, 2.0), (2.0, 2.0)]
+    batch = collate_uint8_images(images, norm, sizes, scales, [False, True], ["x", 7])
+    expected = collate_images([norm(image) for image in images], sizes, scales, [False, True])
+    assert tuple(batch.tensor.shape) == (2, 3, 64, 96)
+    assert torch.equal(batch.tensor, expected.tensor)
+    assert batch.tensor[0, :, 50:].eq(0).all() and batch.tensor[1, :, :, 40:].eq(0).all()
+    assert batch.image_sizes == [(50, 70), (64, 40)] and batch.image_ids == ["x", 7]
+    assert batch.flipped == [False, True] and batch.scales == scales
+
+
+@pytest.mark.parametrize(
+    ("original", "target", "expected"),
+    [
+        ((1200, 1600), (600, 800), 2),  # exactly 2x: the 1/2 decode is the target
+        ((1201, 1599), (600, 800), 2),  # ceil(1201 / 2) = 601, ceil(1599 / 2) = 800
+        ((1199, 1600), (600, 800), 2),  # ceil(1199 / 2) = 600
+        ((1180, 1600), (600, 813), 1),  # 590 < 600: shrinking by less than 2x
+        ((2400, 3200), (300, 400), 8),
+        ((2400, 3200), (301, 401), 4),
+        ((375, 500), (600, 800), 1),  # an upscale
+    ],
+)
+def test_decode_reduction_never_goes_below_the_target(
+    original: tuple[int, int], target: tuple[int, int], expected: int
+) -> None:
+    assert decode_reduction(original, target) == expected
