@@ -125,6 +125,13 @@ class ClassBoxes:
         """All candidates of ``parts`` (the same image), RoIs concatenated in order."""
         return ClassBoxes(torch.cat([p.scores for p in parts]), torch.cat([p.boxes for p in parts]))
 
+    @staticmethod
+    def mean(parts: Sequence[ClassBoxes]) -> ClassBoxes:
+        """The same RoIs of one image scored by several heads (an ensemble): per (RoI, class)
+        the mean of their probabilities and of their decoded boxes."""
+        scores = torch.stack([p.scores for p in parts]).mean(dim=0)
+        return ClassBoxes(scores, torch.stack([p.boxes for p in parts]).mean(dim=0))
+
     def best_boxes(self) -> Tensor:
         """(R, 4): each RoI's box for its highest-scoring object class (background excluded)."""
         best = self.scores[:, 1:].argmax(dim=1) + 1
