@@ -110,6 +110,8 @@ def exportable(predictor: Predictor) -> ExportableDetector:
             f"model.arch {cfg.model.arch!r} cannot be exported to ONNX; "
             f"expected one of {list(EXPORTABLE_ARCHS)}"
         )
+    if not isinstance(predictor.model, FasterRCNN):
+        raise UserError("an ensemble cannot be exported to ONNX; export one member at a time")
     i = cfg.input
     return ExportableDetector(
         predictor.model, i.format, i.pixel_mean, i.pixel_std, i.size_divisibility
