@@ -4,10 +4,15 @@ files a single-model evaluation writes; members fed differently are refused in o
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from tool_helpers import ROOT
 
 from tools.cli import main
 
@@ -71,3 +76,23 @@ def test_a_member_fed_differently_is_refused_in_one_line(
 def test_eval_needs_weights(trained: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["eval", "--config", str(trained / "config.yaml")]) == 2
     assert "resdet eval needs --weights FILE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_evaluate_an_ensemble(trained: Path, tmp_path: Path):
+    final = str(trained / "model_final.pth")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--master-port", port, "-m", "tools.cli", "eval",
+               "--config", str(trained / "config.yaml"), "--weights", final, "--weights", final,
+               "--set", f"output_dir={tmp_path}"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("results written to") == 1  # rank 0 alone
+    results = json.loads((tmp_path / "eval_results.json").read_text())
+    assert results["num_images"] == 5 and results["weights"] == [final, final]
+    single = json.loads((trained / "eval_results.json").read_text())
+    assert results["headline"]["mAP@.5"] == pytest.approx(single["headline"]["mAP@.5"], abs=1e-6)
