@@ -159,6 +159,9 @@ class TestConfig:
         default=0.5, metadata=at_least(0)
     )
     box_refinement: bool = False  # score each RoI's regressed box again; select from both passes
+    ensemble_proposals: str = field(  # ensemble RoIs: all members' proposals, or nms: their NMS
+        default="all", metadata=choices("all", "nms")
+    )
     ims_per_batch: int = 1  # images per batch at test time (per process)
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")

@@ -6,8 +6,8 @@
 Several --weights / --member evaluate their ensemble (detection/modeling/ensemble.py): a
 --weights member is built from C, a --member CONFIG=WEIGHTS member from its own CONFIG (with
 the same --set overrides); members must agree with C on the test input and the classes.
-The ensemble's data, input, proposal union (C's model.rpn nms_thresh, post_nms_topk_test)
-and selection (C's test.*) are C's. eval_results.json's "weights" is then the list.
+The ensemble's data, input, RoIs (test.ensemble_proposals: the members' whole union, or its
+NMS) and selection (test.*) are C's. eval_results.json's "weights" is then the list.
 
 Writes eval_results.json, coco_results.json (with the coco metric) and the VOC devkit files
 (voc_results/comp4_det_<split>_<class>.txt, with a VOC metric) into the config's output_dir,

@@ -300,13 +300,14 @@ def _dotted(cfg: Config, key: str) -> Any:
 
 
 def build_ensemble(cfg: Config, members: Sequence[FasterRCNN]) -> DetectorEnsemble:
-    """The members as one detector: their proposals' union under the main config's
-    `model.rpn` test NMS and count, selection by its `test.*` (see `check_member_config`)."""
-    rpn = cfg.model.rpn
+    """The members as one detector, by the main config: RoIs per `test.ensemble_proposals`
+    (all: the whole union; nms: its NMS at `model.rpn.nms_thresh`, `post_nms_topk_test`
+    kept), selection by `test.*` (see `check_member_config` for what members share)."""
+    rpn, whole = cfg.model.rpn, cfg.test.ensemble_proposals == "all"
     return DetectorEnsemble(
         members,
         proposal_nms_thresh=rpn.nms_thresh,
-        proposals_per_image=rpn.post_nms_topk_test,
+        proposals_per_image=None if whole else rpn.post_nms_topk_test,
         **inference_settings(cfg.test),
     )
 

@@ -27,13 +27,12 @@ def union_proposals(
 ) -> list[Tensor]:
     """Per image, one set of RoIs from every member's proposals.
 
-    The union goes through NMS at `nms_thresh` (ranked by objectness logit: each member's
-    own calibration) and keeps the best `topk`: our choice, so that the RoI heads score as
-    many RoIs as they do for a single model; the paper's words ("the union set of
-    proposals") read as the whole union, which ``topk=None`` keeps (no NMS; exact repeats
-    are dropped in both cases, see `without_repeats`). A single
-    member's proposals are returned untouched (for FPN the RPN's NMS runs per level, and one
-    over all levels would change them).
+    ``topk=None`` keeps the whole union, the paper's words ("the union set of proposals");
+    with a `topk`, the union goes through NMS at `nms_thresh` (ranked by objectness logit,
+    each member's own calibration) and the best `topk` are kept, so that the RoI heads score
+    as many RoIs as for a single model. Either way exact repeats are dropped
+    (`without_repeats`). A single member's proposals are returned untouched (for FPN the
+    RPN's NMS runs per level, and one over all levels would change them).
 
     Args:
         members: per member, per image Proposals (the same images in the same order).
@@ -77,7 +76,8 @@ class DetectorEnsemble(nn.Module):
         members: the detectors (any layouts); they are fed the same ImageBatch and predict
             the same classes in the same order.
         proposal_nms_thresh: NMS IoU threshold over the union of the members' proposals.
-        proposals_per_image: RoIs kept from that union, or None for the whole union.
+        proposals_per_image: RoIs kept from that union after NMS, or None for the whole
+            union (no NMS).
         score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: the
             selection, as in `select_detections` (the members' own settings are not used).
         box_refinement: score each RoI's averaged regressed box once more (every member) and
@@ -89,7 +89,7 @@ class DetectorEnsemble(nn.Module):
         members: Sequence[FasterRCNN],
         *,
         proposal_nms_thresh: float = 0.7,
-        proposals_per_image: int | None = 300,
+        proposals_per_image: int | None = None,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.3,
         detections_per_image: int = 100,
