@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--member", dest="members", action="append", type=member_argument, metavar="CONFIG=WEIGHTS",
-        help="an ensemble member built from its own config (e.g. another architecture)",
+        help="an ensemble member built from its own CONFIG (another architecture, say; --set "
+        "applies to it too)",
     )  # fmt: skip
 
 
