@@ -172,6 +172,9 @@ class TestConfig:
         default=224.0, metadata=at_least(1)
     )
     flip: bool = False  # also score every RoI on the mirrored image; average the two
+    ensemble_proposals: str = field(  # ensemble RoIs: all members' proposals, or nms: their NMS
+        default="all", metadata=choices("all", "nms")
+    )
     ims_per_batch: int = 1  # images per batch at test time (per process)
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")

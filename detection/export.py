@@ -110,6 +110,8 @@ def exportable(predictor: Predictor) -> ExportableDetector:
             f"model.arch {cfg.model.arch!r} cannot be exported to ONNX; "
             f"expected one of {list(EXPORTABLE_ARCHS)}"
         )
+    if not isinstance(predictor.model, FasterRCNN):
+        raise UserError("an ensemble cannot be exported to ONNX; export one member at a time")
     if cfg.test.pyramid_sizes or cfg.test.flip:  # the graph takes one image at one scale
         raise UserError(
             "test.pyramid_sizes / test.flip (multi-scale and flipped testing) cannot be "

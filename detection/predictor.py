@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from backbones.weights import read_source
 from detection.config import PRECISIONS, Config, load_config
 from detection.data.build import build_test_transform, resolve_class_names
 from detection.data.transforms import collate_uint8_images, postprocess_detections
-from detection.modeling.build import build_model, load_detector_weights
+from detection.modeling.build import build_ensemble, build_model, load_detector_weights
+from detection.modeling.faster_rcnn import FasterRCNN
 from detection.structures import Detections
 from engine.amp import autocast, cast_for_autocast, resolve_amp
 from engine.errors import UserError
@@ -33,8 +34,9 @@ class Predictor:
 
     Args:
         config: a Config or the path of a YAML config.
-        weights: a detector checkpoint (training output or `resdet convert`); None keeps the
-            freshly built model (backbone weights from the config, random heads).
+        weights: a detector checkpoint (training output or `resdet convert`); a list of them
+            for their ensemble (`DetectorEnsemble`, every member built from `config`); None
+            keeps the freshly built model (backbone weights from the config, random heads).
         device: "cpu", "cuda", "cuda:N" or "auto" (CUDA when available).
         batch_size: images per forward pass for lists (default: cfg.test.ims_per_batch).
         fold_bn: fold every norm layer into the convolution before it (inference-only speed-up;
@@ -42,14 +44,15 @@ class Predictor:
         precision: "fp32" or "bf16" (autocast on CUDA, or on a CPU with native bf16; see
             :func:`inference_amp`); default cfg.test.precision.
 
-    ``class_names`` are the checkpoint's (recorded by ``resdet train``), else the config's.
+    ``class_names`` are the (first) checkpoint's (recorded by ``resdet train``), else the
+    config's.
     Feature maps are channels_last when cfg.channels_last (the default).
     """
 
     def __init__(
         self,
         config: Config | str | os.PathLike[str],
-        weights: str | os.PathLike[str] | None = None,
+        weights: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         device: str | torch.device = "cpu",
         batch_size: int | None = None,
         fold_bn: bool = True,
@@ -60,10 +63,10 @@ class Predictor:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.cfg = cfg
-        self.model = build_model(cfg, load_backbone_weights=weights is None)
-        source = read_source(str(weights), cfg.trust_weights) if weights is not None else {}
-        if weights is not None:
-            load_detector_weights(self.model, source)
+        files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])
+        loaded = [load_detector(cfg, w) for w in files]
+        models = [model for model, _ in loaded] or [build_model(cfg)]
+        self.model = models[0] if len(models) == 1 else build_ensemble(cfg, models)
         self.model.eval()
         if fold_bn:
             fold_frozen_bn(self.model)
@@ -71,7 +74,8 @@ class Predictor:
         prepare_for_inference(self.model, self.device, cfg.channels_last, self.amp)
         self.transform = build_test_transform(cfg.input, cfg.test)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
-        self.class_names = predictor_class_names(cfg, source.get("meta", {}))
+        meta = loaded[0][1].get("meta", {}) if loaded else {}
+        self.class_names = predictor_class_names(cfg, meta)
 
     @overload
     def __call__(self, images: np.ndarray) -> Detections: ...
@@ -114,6 +118,17 @@ class Predictor:
             detections = self.model(batch, detect=True).detections
         assert detections is not None
         return [d.to("cpu") for d in postprocess_detections(detections, batch)]
+
+
+def load_detector(
+    cfg: Config, weights: str | os.PathLike[str]
+) -> tuple[FasterRCNN, dict[str, Any]]:
+    """The detector of ``cfg`` filled from a checkpoint, and the checkpoint (its iteration,
+    its ``meta``)."""
+    source = read_source(str(weights), cfg.trust_weights)
+    model = build_model(cfg, load_backbone_weights=False)
+    load_detector_weights(model, source)
+    return model, source
 
 
 def inference_amp(cfg: Config, device: torch.device, precision: str | None = None) -> str | None:

@@ -12,6 +12,7 @@ and ``voc_results/comp4_det_<split>_<class>.txt``.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ from detection.evaluation import (
     VOCEvaluator,
     records_to_coco,
 )
-from detection.modeling.build import build_model, load_detector_weights
+from detection.modeling.build import build_ensemble, build_model, load_detector_weights
+from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
-from detection.predictor import inference_amp, prepare_for_inference
+from detection.predictor import inference_amp, load_detector, prepare_for_inference
 from detection.structures import DetectionBatch, ImageRecord
 from engine import distributed as dist
 from engine.amp import autocast
@@ -62,10 +64,18 @@ def input_spec(inp: InputConfig) -> InputSpec:
 
 
 class DetectionTask:
-    """Faster R-CNN training and evaluation for ``engine.run`` (see its Task protocol)."""
+    """Faster R-CNN training and evaluation for ``engine.run`` (see its Task protocol).
 
-    def __init__(self, cfg: Config) -> None:
+    Args:
+        cfg: the run's config (for an ensemble: its data, input, test.* and proposal union).
+        member_configs: for an ensemble, weights file -> the config its member is built
+            from (checked with ``check_member_config``); a file not named here is built
+            from ``cfg``.
+    """
+
+    def __init__(self, cfg: Config, member_configs: Mapping[str, Config] | None = None) -> None:
         self.cfg = cfg
+        self.member_configs = dict(member_configs or {})
 
     def preflight(self) -> None:
         """Read the test split's annotations and build its evaluators (no image decoded)."""
@@ -83,10 +93,16 @@ class DetectionTask:
             load_detector_weights(model, source, f"model.weights {start}")
         return prepare_model(model, device, self.cfg.channels_last)
 
-    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
-        source = read_source(weights, self.cfg.trust_weights)
-        model = build_model(self.cfg, load_backbone_weights=False)
-        load_detector_weights(model, source)
+    def load_for_eval(
+        self, weights: str | list[str], device: torch.device
+    ) -> tuple[nn.Module, int]:
+        """One detector from a weights file, or an ensemble of a list's (even of one)."""
+        model: nn.Module
+        if isinstance(weights, str):
+            model, source = load_detector(self.cfg, weights)
+        else:
+            members = [load_detector(self.member_configs.get(w, self.cfg), w) for w in weights]
+            model, source = build_ensemble(self.cfg, [m for m, _ in members]), members[0][1]
         amp = inference_amp(self.cfg, device)
         ready = prepare_for_inference(model, device, self.cfg.channels_last, amp)
         return ready, int(source.get("iteration", 0))
@@ -101,7 +117,7 @@ class DetectionTask:
         return dict(model(batch.images.to(device), targets).losses)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
-        assert isinstance(model, FasterRCNN)
+        assert isinstance(model, (FasterRCNN, DetectorEnsemble))
         return evaluate_detector(model, self.cfg, device, Path(self.cfg.output_dir))
 
     def headline(self, results: dict[str, Any]) -> dict[str, float]:
@@ -154,9 +170,12 @@ def check_norm_can_train(cfg: Config, resume: bool) -> None:
     )
 
 
-def evaluate_weights(cfg: Config, weights: str) -> dict[str, Any]:
-    """`resdet eval`: score a detector checkpoint on ``data.test``; rank 0 writes the files."""
-    return evaluate_checkpoint(DetectionTask(cfg), weights)
+def evaluate_weights(
+    cfg: Config, weights: str | list[str], member_configs: Mapping[str, Config] | None = None
+) -> dict[str, Any]:
+    """`resdet eval`: score a detector checkpoint (or the ensemble of a list of them, see
+    `DetectionTask`) on ``data.test``; rank 0 writes the files."""
+    return evaluate_checkpoint(DetectionTask(cfg, member_configs), weights)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -194,7 +213,7 @@ def _coco_evaluator(
 
 @torch.no_grad()
 def evaluate_detector(
-    model: FasterRCNN, cfg: Config, device: torch.device, out: Path | None
+    model: FasterRCNN | DetectorEnsemble, cfg: Config, device: torch.device, out: Path | None
 ) -> dict[str, Any]:
     """Run the test split through ``model`` and score it with every configured metric.
 

@@ -7,7 +7,7 @@ file. A task says what is its own: its model, batches, step, evaluation and fina
 
 Every run writes ``eval_results.json`` in one layout::
 
-    {"iteration": int, "weights": str, "headline": {name: float},
+    {"iteration": int, "weights": str (or [str] for an ensemble), "headline": {name: float},
      "metrics": {evaluator or test mode: {...}}, ...scalars such as "num_images"}
 """
 
@@ -55,8 +55,11 @@ class Task(Protocol):
     def build_model(self, device: torch.device) -> nn.Module:
         """The model to train, with its configured initial weights, on ``device``."""
 
-    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
-        """The model filled from a weights file, on ``device``, and the file's iteration."""
+    def load_for_eval(
+        self, weights: str | list[str], device: torch.device
+    ) -> tuple[nn.Module, int]:
+        """The model filled from a weights file (or one model of several, for a task that
+        ensembles them), on ``device``, and the (first) file's iteration."""
 
     def train_batches(self, batch_size: int, start_iter: int) -> Iterable[Any]:
         """The endless training stream of this rank, starting with batch ``start_iter``."""
@@ -149,8 +152,9 @@ def _train(task: Task, out: Path, resume: bool, device: torch.device) -> dict[st
     return final
 
 
-def evaluate_checkpoint(task: Task, weights: str) -> dict[str, Any]:
-    """Score a weights file on the task's test split; rank 0 writes ``eval_results.json``.
+def evaluate_checkpoint(task: Task, weights: str | list[str]) -> dict[str, Any]:
+    """Score a weights file (or a list of them, if the task ensembles) on the task's test
+    split; rank 0 writes ``eval_results.json`` (``"weights"``: the file, or the list).
 
     Returns:
         The task's results (rank 0's; other ranks get theirs, possibly empty).
@@ -166,7 +170,11 @@ def evaluate_checkpoint(task: Task, weights: str) -> dict[str, Any]:
 
 
 def write_eval_results(
-    out: Path, results: dict[str, Any], headline: dict[str, float], iteration: int, weights: str
+    out: Path,
+    results: dict[str, Any],
+    headline: dict[str, float],
+    iteration: int,
+    weights: str | list[str],
 ) -> Path:
     """``eval_results.json`` in the one layout (see the module docstring), atomically."""
     payload = {

@@ -21,7 +21,7 @@ from tools.arguments import is_main_process
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("tools.pretrain", "train or evaluate a classification backbone (ImageNet, CIFAR)"),
     "train": ("tools.train", "train a Faster R-CNN detector from a config"),
-    "eval": ("tools.eval", "evaluate a detector checkpoint on the config's test split"),
+    "eval": ("tools.eval", "evaluate a detector checkpoint (or an ensemble) on the test split"),
     "infer": ("tools.infer", "run a detector on images and draw the detections"),
     "score": ("tools.score", "score saved VOC/COCO result files without a model"),
     "submit": ("tools.submit", "validate and package results for the COCO / VOC servers"),

@@ -164,7 +164,11 @@ class ClassificationTask:
         self._step = make_train_step(device, self.cfg.channels_last)
         return prepare_model(model, device, self.cfg.channels_last and device.type == "cuda")
 
-    def load_for_eval(self, weights: str, device: torch.device) -> tuple[nn.Module, int]:
+    def load_for_eval(
+        self, weights: str | list[str], device: torch.device
+    ) -> tuple[nn.Module, int]:
+        if not isinstance(weights, str):  # engine's Task allows ensembles; pretraining has none
+            raise UserError(f"pretraining evaluates one weights file, got {len(weights)}")
         source = read_source(weights, self.cfg.trust_weights)
         model = build_classifier(self.cfg.model.backbone, self.cfg.model.num_classes)
         report = load_weights(model, source, self.cfg.model.backbone.weights_format)

@@ -7,6 +7,7 @@ heads        res5 / VGG fc6-fc7 / 2fc box heads   roi_heads   Fast R-CNN stage
 fpn          feature pyramid                      faster_rcnn the wiring
 build        config -> model, checkpoint loading  convert     third-party checkpoints
 complexity   multiply-adds of a detector          losses      box regression loss
+ensemble     several detectors as one (app. B)
 """
 
 from detection.modeling.build import build_model, load_detector_weights

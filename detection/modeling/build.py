@@ -9,10 +9,11 @@ Three layouts (`model.arch`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,10 @@ from torch import Tensor, nn
 from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
 from backbones.config import BackboneConfig
 from backbones.weights import read_source
-from detection.config import Config
+from detection.config import Config, TestConfig
 from detection.modeling.anchors import AnchorGenerator
 from detection.modeling.box_ops import BoxCoder
+from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
 from detection.modeling.fpn import FPN
 from detection.modeling.heads import FastRCNNPredictor, Res5Head, TwoFCHead, VGGHead
@@ -228,7 +230,7 @@ def build_roi_heads(
     cfg: Config, in_features: list[str], strides: list[int], box_head: nn.Module
 ) -> ROIHeads:
     """RoI heads from `cfg.model.roi_heads` (+ fpn level mapping) and `cfg.test`."""
-    r, t = cfg.model.roi_heads, cfg.test
+    r = cfg.model.roi_heads
     pooler = ROIPooler(
         r.pooler_resolution,
         strides,
@@ -252,13 +254,20 @@ def build_roi_heads(
         add_gt_as_proposals=r.add_gt_as_proposals,
         loss_type=r.loss_type,
         smooth_l1_beta=r.smooth_l1_beta,
-        score_thresh=t.score_thresh,
-        nms_thresh=t.nms_thresh,
-        detections_per_image=t.detections_per_image,
-        box_voting_iou=t.box_voting_iou if t.box_voting else None,
-        box_refinement=t.box_refinement,
+        **inference_settings(cfg.test),
         global_context=r.global_context,
     )
+
+
+def inference_settings(t: TestConfig) -> dict[str, Any]:
+    """`test.*` as the selection arguments of ROIHeads and DetectorEnsemble."""
+    return {
+        "score_thresh": t.score_thresh,
+        "nms_thresh": t.nms_thresh,
+        "detections_per_image": t.detections_per_image,
+        "box_voting_iou": t.box_voting_iou if t.box_voting else None,
+        "box_refinement": t.box_refinement,
+    }
 
 
 def _four(weights: list[float], key: str) -> list[float]:
@@ -272,6 +281,42 @@ ARCHS: dict[str, Callable[[Config, Backbone], FasterRCNN]] = {
     "vgg": build_vgg,
     "fpn": build_fpn,
 }
+
+
+# what ensemble members must share: the batch is built once, the scores averaged per class
+MEMBER_KEYS = (
+    "input.format", "input.pixel_mean", "input.pixel_std", "input.min_size_test",
+    "input.max_size_test", "input.size_divisibility", "model.num_classes", "data.class_names",
+)  # fmt: skip
+
+
+def check_member_config(cfg: Config, member: Config, where: str) -> None:
+    """UserError naming `where` (the member's config file) and the first of `MEMBER_KEYS`
+    in which `member` differs from the main config `cfg`."""
+    for key in MEMBER_KEYS:
+        ours, theirs = _dotted(cfg, key), _dotted(member, key)
+        if ours != theirs:
+            raise UserError(
+                f"ensemble member {where}: {key} is {theirs} but the main config's is {ours}; "
+                "members are fed one batch and averaged per class, so they must agree on it"
+            )
+
+
+def _dotted(cfg: Config, key: str) -> Any:
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
+def build_ensemble(cfg: Config, members: Sequence[FasterRCNN]) -> DetectorEnsemble:
+    """The members as one detector, by the main config: RoIs per `test.ensemble_proposals`
+    (all: the whole union; nms: its NMS at `model.rpn.nms_thresh`, `post_nms_topk_test`
+    kept), selection by `test.*` (see `check_member_config` for what members share)."""
+    rpn, whole = cfg.model.rpn, cfg.test.ensemble_proposals == "all"
+    return DetectorEnsemble(
+        members,
+        proposal_nms_thresh=rpn.nms_thresh,
+        proposals_per_image=None if whole else rpn.post_nms_topk_test,
+        **inference_settings(cfg.test),
+    )
 
 
 def load_detector_weights(

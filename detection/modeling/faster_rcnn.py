@@ -5,6 +5,7 @@ Wiring only; the stages live in their own modules and are built by `build.py`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,16 +86,20 @@ class FasterRCNN(nn.Module):
         features = self.extract_features(images.tensor)
         rpn_maps = [features[name] for name in self.rpn_features]
         proposals, rpn_losses = self.rpn(images, rpn_maps, targets)
-        scorer = self.test_time_scorer(images, features) if detect else None
+        scorer = self.scorer(images, features) if detect else None
         detections, roi_losses = self.roi_heads(
             images, features, proposals, targets, detect, scorer
         )
         return DetectorOutput({**rpn_losses, **roi_losses}, detections)
 
-    def test_time_scorer(self, images: ImageBatch, features: dict[str, Tensor]) -> Scorer | None:
-        """RoI scoring on the image pyramid and/or the mirrored images, or None (plain)."""
+    def scorer(self, images: ImageBatch, features: dict[str, Tensor]) -> Scorer:
+        """How detection scores RoIs on this batch: the RoI head's `candidates` on the test
+        scale's maps, or (`test_time`) on the image pyramid and/or the mirrored images."""
         if not images.pyramid and not self.test_flip:
-            return None
+            maps = [features[name] for name in self.roi_heads.in_features]
+            return functools.partial(
+                self.roi_heads.candidates, maps, image_sizes=images.image_sizes
+            )
         pyramid = images.pyramid or [images]
         views = [self.view(level, images, features) for level in pyramid]
         mirrored = None

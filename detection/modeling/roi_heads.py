@@ -132,7 +132,8 @@ class ClassBoxes:
 
     @staticmethod
     def mean(parts: Sequence[ClassBoxes]) -> ClassBoxes:
-        """Per (RoI, class) the mean score and mean box of ``parts`` (the same RoIs each)."""
+        """The same RoIs of one image scored several times (flipped views, ensemble members):
+        per (RoI, class) the mean of their probabilities and of their decoded boxes."""
         scores = torch.stack([p.scores for p in parts]).mean(dim=0)
         return ClassBoxes(scores, torch.stack([p.boxes for p in parts]).mean(dim=0))
 

@@ -12,6 +12,7 @@ from detection import export
 from detection.config import Config
 from detection.data.transforms import resized_shape
 from detection.modeling.build import build_model
+from detection.modeling.ensemble import DetectorEnsemble
 from detection.predictor import Predictor
 from detection.structures import Detections
 from engine.errors import UserError
@@ -104,6 +105,10 @@ def test_refusals(predictor: Predictor, tmp_path: Path, monkeypatch: pytest.Monk
         export.export_onnx(predictor, tmp_path / "m.onnx", opset=11)
     monkeypatch.setattr(export, "EXPORTABLE_ARCHS", ("vgg", "fpn"))
     with pytest.raises(UserError, match=r"model.arch 'c4' cannot be exported to ONNX"):
+        export.export_onnx(predictor, tmp_path / "m.onnx")
+    monkeypatch.setattr(export, "EXPORTABLE_ARCHS", ("c4",))
+    monkeypatch.setattr(predictor, "model", DetectorEnsemble([predictor.model]))
+    with pytest.raises(UserError, match=r"^an ensemble cannot be exported to ONNX"):
         export.export_onnx(predictor, tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 

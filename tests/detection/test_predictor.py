@@ -14,6 +14,7 @@ import yaml
 from detection.config import Config, load_config
 from detection.data.transforms import TestTransform, collate_images
 from detection.modeling.build import build_model
+from detection.modeling.ensemble import DetectorEnsemble
 from detection.predictor import Predictor
 from detection.structures import Detections
 from engine import amp
@@ -81,6 +82,17 @@ def test_list_in_list_out_batched(checkpoint: Path) -> None:
         torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
         assert torch.equal(a.labels, b.labels)
     assert Predictor(small_config(), str(checkpoint), batch_size=3)([]) == []
+
+
+def test_a_list_of_weights_is_their_ensemble(checkpoint: Path) -> None:
+    single = Predictor(small_config(), str(checkpoint))
+    twice = Predictor(small_config(), [checkpoint, str(checkpoint)])
+    assert isinstance(twice.model, DetectorEnsemble) and len(twice.model.members) == 2
+    image = _images((64, 80))[0]
+    a, b = single(image), twice(image)  # the same weights twice: the single model's output
+    assert len(a) > 0 and torch.equal(a.labels, b.labels)
+    torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
+    torch.testing.assert_close(a.scores, b.scores)
 
 
 def test_config_path_and_device_auto(checkpoint: Path, tmp_path: Path) -> None:
