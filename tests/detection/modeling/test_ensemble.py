@@ -101,11 +101,13 @@ def test_an_ensemble_of_one_is_that_model_exactly(
     _assert_same(_detect(build_ensemble(cfg, [model]).eval(), images), _detect(model, images))
 
 
+@pytest.mark.parametrize("flip", [False, True])
 def test_an_ensemble_of_one_refines_boxes_like_that_model(
-    small_config: Callable[..., Config], tiny_batch: tuple[ImageBatch, list[Targets]]
+    flip: bool, small_config: Callable[..., Config], tiny_batch: tuple[ImageBatch, list[Targets]]
 ) -> None:
+    # with flip the member scores the RoIs on the mirrored images too, inside the ensemble
     cfg = small_config("c4")
-    cfg.test.box_refinement = True
+    cfg.test.box_refinement, cfg.test.flip = True, flip
     model = _detector(cfg, seed=0)
     images = tiny_batch[0]
     _assert_same(_detect(build_ensemble(cfg, [model]).eval(), images), _detect(model, images))
