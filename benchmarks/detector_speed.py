@@ -84,8 +84,9 @@ def measure(
         **{name: functools.partial(p, image) for name, p in ours.items()},
         "torchvision": theirs,
     }
-    for run in runs.values():
-        run()  # warm-up (allocator, kernels)
+    for name, run in runs.items():
+        seconds = timed(run, device)  # warm-up (allocator, kernels; compiling if asked)
+        print(f"  first call {name}: {seconds:.1f} s", flush=True)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
@@ -96,7 +97,9 @@ def measure(
 Timing = tuple[float, float]  # median, best (s)
 Row = tuple[str, str, dict[str, Timing]]  # image, network input, model -> timing
 COLUMNS = {"fp32": "ours fp32 NCHW", "channels_last": "ours fp32 channels_last",
-           "bf16": "ours bf16 + channels_last", "torchvision": "torchvision fp32"}  # fmt: skip
+           "compile": "ours fp32 channels_last + compile", "bf16": "ours bf16 + channels_last",
+           "bf16_compile": "ours bf16 + channels_last + compile",
+           "torchvision": "torchvision fp32"}  # fmt: skip
 
 
 def markdown(rows: list[Row], threads: int, device: str, repeats: int) -> str:
@@ -111,7 +114,8 @@ def markdown(rows: list[Row], threads: int, device: str, repeats: int) -> str:
         f"Machine: {machine}; shared with background jobs (load average {load} at the end); "
         f"torch {torch.__version__}, {threads} threads, {platform.python_implementation()} "
         f"{platform.python_version()}. Command: `python benchmarks/detector_speed.py "
-        f"--sizes {' '.join(r[0].replace(' ', '') for r in rows)} --repeats {repeats}` "
+        f"--sizes {' '.join(r[0].replace(' ', '') for r in rows)} --repeats {repeats}"
+        f"{' --compile' if 'compile' in names else ''}` "
         "(R50-FPN, random weights shared by all models, one image per call, end to end; "
         f"{repeats} alternating runs each; seconds as median (best); the machine is shared, "
         "so the best run is the steadier estimate).",
@@ -161,8 +165,9 @@ bf16):
   the one-off weight cast spent 1.4 s of 5.6 s in copies (weights, and features cast to fp32
   then made NCHW for RoIAlign: now one copy per level); roi_pool has no CPU autocast rule, so
   the pooler converts the maps itself. What is left in bf16: convolutions ~50 %, the unfused
-  ReLUs ~10 %, residual adds ~7 %, RoI pooling with its conversions ~15 %. Not tried yet:
-  conv + add + ReLU fusion (`torch.compile` or oneDNN graph), anchor caching per size.
+  ReLUs ~10 %, residual adds ~7 %, RoI pooling with its conversions ~15 %. Fusing the
+  elementwise tails with `torch.compile` (`test.compile`, the "compile" columns with
+  `--compile`) gains 1.06-1.08x; not tried yet: oneDNN graph fusion, anchor caching per size.
 """
 
 
@@ -173,6 +178,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--write-docs", action="store_true", help="update docs/PERFORMANCE.md")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time test.compile (torch.compile) variants"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tv = random_torchvision_model(args.device)
@@ -181,12 +189,19 @@ def main() -> None:
         torch.save({"model": from_torchvision_detector(tv.state_dict())}, path)
         cfg: Config = load_config(CONFIG)
         nchw: Config = load_config(CONFIG, ["channels_last=false"])
+        compiled: Config = load_config(CONFIG, ["test.compile=true"])
         ours = {
             "fp32": Predictor(nchw, str(path), device=args.device),
             "channels_last": Predictor(cfg, str(path), device=args.device),
         }
+        if args.compile:
+            ours["compile"] = Predictor(compiled, str(path), device=args.device)
         if args.device != "cpu" or cpu_has_native_bf16():
             ours["bf16"] = Predictor(cfg, str(path), device=args.device, precision="bf16")
+            if args.compile:
+                ours["bf16_compile"] = Predictor(
+                    compiled, str(path), device=args.device, precision="bf16"
+                )
     rows: list[Row] = []
     for text in args.sizes:
         h, w = (int(v) for v in text.split("x"))

@@ -182,6 +182,7 @@ class TestConfig:
     precision: str = field(  # inference: fp32, or bf16 autocast (CUDA; CPU with native bf16)
         default="fp32", metadata=choices(*PRECISIONS)
     )
+    compile: bool = False  # torch.compile backbone + FPN for inference (seconds to compile first)
 
 
 @dataclass

@@ -71,7 +71,9 @@ class Predictor:
         if fold_bn:
             fold_frozen_bn(self.model)
         self.amp = inference_amp(cfg, self.device, precision)
-        prepare_for_inference(self.model, self.device, cfg.channels_last, self.amp)
+        prepare_for_inference(
+            self.model, self.device, cfg.channels_last, self.amp, cfg.test.compile
+        )
         self.transform = build_test_transform(cfg.input, cfg.test)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
         meta = loaded[0][1].get("meta", {}) if loaded else {}
@@ -147,12 +149,32 @@ def inference_amp(cfg: Config, device: torch.device, precision: str | None = Non
 
 
 def prepare_for_inference(
-    model: nn.Module, device: torch.device, channels_last: bool, amp: str | None
+    model: nn.Module,
+    device: torch.device,
+    channels_last: bool,
+    amp: str | None,
+    compile: bool = False,
 ) -> nn.Module:
     """``model`` in eval mode on ``device``, channels_last if asked, its convolution and
-    linear weights stored in the autocast dtype ``amp`` (it then runs under autocast only)."""
-    model = prepare_model(model.eval(), device, channels_last)
-    return cast_for_autocast(model, amp)
+    linear weights stored in the autocast dtype ``amp`` (it then runs under autocast only),
+    its detectors' trunks compiled with ``compile`` (`compile_trunks`)."""
+    model = cast_for_autocast(prepare_model(model.eval(), device, channels_last), amp)
+    if compile:
+        compile_trunks(model)
+    return model
+
+
+def compile_trunks(model: nn.Module) -> None:
+    """``torch.compile`` every detector's backbone features and FPN inside ``model``, in place
+    (the state dict keeps its keys). Inductor fuses the convolutions' elementwise tails (ReLU,
+    residual adds); the RPN and RoI head stay eager (their box counts change every image).
+    The first image of each new size compiles (seconds to a minute), later ones reuse it."""
+    for detector in [m for m in model.modules() if isinstance(m, FasterRCNN)]:
+        detector.backbone.forward_features = torch.compile(  # type: ignore[method-assign]
+            detector.backbone.forward_features
+        )
+        if detector.fpn is not None:
+            detector.fpn.compile()
 
 
 def predictor_class_names(cfg: Config, meta: dict[str, object]) -> list[str]:

@@ -104,7 +104,9 @@ class DetectionTask:
             members = [load_detector(self.member_configs.get(w, self.cfg), w) for w in weights]
             model, source = build_ensemble(self.cfg, [m for m, _ in members]), members[0][1]
         amp = inference_amp(self.cfg, device)
-        ready = prepare_for_inference(model, device, self.cfg.channels_last, amp)
+        ready = prepare_for_inference(
+            model, device, self.cfg.channels_last, amp, self.cfg.test.compile
+        )
         return ready, int(source.get("iteration", 0))
 
     def train_batches(self, batch_size: int, start_iter: int) -> Any:

@@ -15,7 +15,7 @@ from detection.config import Config, load_config
 from detection.data.transforms import TestTransform, collate_images
 from detection.modeling.build import build_model
 from detection.modeling.ensemble import DetectorEnsemble
-from detection.predictor import Predictor
+from detection.predictor import Predictor, compile_trunks
 from detection.structures import Detections
 from engine import amp
 from engine.errors import UserError
@@ -172,3 +172,31 @@ def test_cuda_with_amp(checkpoint: Path) -> None:
     assert det.boxes.device.type == "cpu" and len(det) > 0
     # bf16 autocast: the best detection agrees with the fp32 CPU one to a pixel or so
     torch.testing.assert_close(det.boxes[0], ref.boxes[0], atol=2.0, rtol=0)
+
+
+@pytest.mark.slow
+def test_compiled_trunks_detect_the_same(checkpoint: Path) -> None:
+    # test.compile: torch.compile of the backbone (and FPN), numerics up to float rounding
+    cfg = small_config()
+    plain = Predictor(cfg, checkpoint)
+    cfg.test.compile = True
+    compiled = Predictor(cfg, checkpoint)
+    assert compiled.model.state_dict().keys() == plain.model.state_dict().keys()
+    (image,) = _images((100, 130))
+    expected, got = plain(image), compiled(image)
+    assert len(got) == len(expected) > 0
+    torch.testing.assert_close(got.boxes, expected.boxes, atol=1e-2, rtol=1e-4)
+    torch.testing.assert_close(got.scores, expected.scores, atol=1e-4, rtol=1e-4)
+
+
+def test_compiling_an_fpn_detector_keeps_its_modules_and_keys() -> None:
+    cfg = Config()
+    cfg.model.arch, cfg.model.backbone.name, cfg.model.backbone.weights = "fpn", "resnet18", ""
+    cfg.model.anchors.sizes = [[32.0], [64.0], [128.0], [256.0], [512.0]]
+    cfg.model.rpn.in_features = ["p2", "p3", "p4", "p5", "p6"]
+    cfg.model.roi_heads.pooler_type, cfg.model.roi_heads.pooler_resolution = "roi_align", 7
+    model = build_model(cfg, load_backbone_weights=False)
+    keys, fpn = model.state_dict().keys(), model.fpn
+    compile_trunks(model)  # lazy: nothing compiles before a forward
+    assert model.fpn is fpn and model.state_dict().keys() == keys
+    assert "forward_features" in vars(model.backbone)  # the compiled wrapper, per instance
