@@ -6,8 +6,10 @@ With several maps each RoI is pooled from the level that the canonical mapping a
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +43,38 @@ def assign_levels(
     # the 1e-6 keeps exact powers of two on the upper level despite rounding (torchvision)
     levels = torch.floor(canonical_level + torch.log2(sizes / canonical_size) + 1e-6)
     return levels.clamp(min=min_level, max=max_level).to(torch.int64) - min_level
+
+
+def in_parallel_chunks(kernel: Callable[[Tensor], Tensor], rois: Tensor) -> Tensor:
+    """``kernel(rois)``, at CPU inference split over torch's intra-op thread count.
+
+    torchvision's CPU RoI kernels run on one thread; each RoI is pooled on its own, so
+    pooling chunks of RoIs in parallel (Python threads: the op releases the GIL) and
+    concatenating gives the same tensor, bit for bit. Training (autograd), CUDA, tracing
+    (the ONNX export) and small RoI counts take the plain call.
+    """
+    threads = torch.get_num_threads()
+    plain = (
+        rois.device.type != "cpu" or threads < 2 or len(rois) < MIN_ROIS_TO_SPLIT
+        or torch.is_grad_enabled() or torch.jit.is_tracing()
+    )  # fmt: skip
+    if plain:
+        return kernel(rois)
+    inference = torch.is_inference_mode_enabled()
+
+    def pool(chunk: Tensor) -> Tensor:
+        with torch.inference_mode(inference), torch.no_grad():  # grad modes are per thread
+            return kernel(chunk)
+
+    return torch.cat(list(_executor(threads).map(pool, rois.tensor_split(threads))))
+
+
+MIN_ROIS_TO_SPLIT = 64  # fewer RoIs: a thread hand-off would cost more than it saves
+
+
+@functools.cache
+def _executor(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="roi-pool")
 
 
 def boxes_to_rois(boxes: Sequence[Tensor]) -> Tensor:
@@ -99,8 +133,13 @@ class ROIPooler(nn.Module):
         feature = feature.to(torch.float32, memory_format=torch.contiguous_format)
         size = (self.output_size, self.output_size)
         if self.pooler_type == "roi_pool":
-            return roi_pool(feature, rois, size, scale)
-        return roi_align(feature, rois, size, scale, self.sampling_ratio, self.aligned)
+            kernel = functools.partial(roi_pool, feature, output_size=size, spatial_scale=scale)
+        else:
+            kernel = functools.partial(
+                roi_align, feature, output_size=size, spatial_scale=scale,
+                sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+            )  # fmt: skip
+        return in_parallel_chunks(kernel, rois)
 
     def forward(self, features: Sequence[Tensor], boxes: Sequence[Tensor]) -> Tensor:
         """Pool every box from its map.

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_pool
 
+from detection.modeling import poolers
 from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois
 
 
@@ -60,3 +61,24 @@ def test_pooler_rejects_bad_settings() -> None:
         ROIPooler(7, [4, 16])
     with pytest.raises(ValueError, match="roi_pool"):
         ROIPooler(7, [16], "roi_max")
+
+
+@pytest.mark.parametrize("pooler_type", ["roi_align", "roi_pool"])
+def test_inference_pools_in_parallel_chunks_bit_for_bit(
+    pooler_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    feature = torch.randn(2, 8, 40, 50)
+    boxes = [torch.rand(150, 4) * 150, torch.rand(90, 4) * 150]
+    boxes = [torch.cat((b[:, :2], b[:, :2] + b[:, 2:] / 3 + 1), 1) for b in boxes]  # x2 > x1
+    pooler = ROIPooler(7, [4], pooler_type, sampling_ratio=2)
+    executors: list[int] = []
+    real_executor = poolers._executor
+    monkeypatch.setattr(poolers, "_executor", lambda n: executors.append(n) or real_executor(n))
+    with torch.no_grad():
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 240 RoIs in 3 chunks
+        split = pooler([feature], boxes)
+        assert executors == [3]
+        monkeypatch.setattr(poolers, "MIN_ROIS_TO_SPLIT", 10**9)  # the plain call
+        plain = pooler([feature], boxes)
+    assert split.shape == (240, 8, 7, 7) and torch.equal(split, plain)
