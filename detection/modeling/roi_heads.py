@@ -175,39 +175,6 @@ def decode_predictions(
     ]
 
 
-@torch.no_grad()
-def postprocess_detections(
-    class_logits: Tensor,
-    box_deltas: Tensor,
-    proposals: Sequence[Tensor],
-    image_sizes: Sequence[tuple[int, int]],
-    box_coder: BoxCoder,
-    score_thresh: float,
-    nms_thresh: float,
-    detections_per_image: int,
-    min_box_size: float = 1e-2,
-    box_voting_iou: float | None = None,
-) -> list[Detections]:
-    """Scores and refined boxes -> final detections per image (`decode_predictions`, then
-    `select_detections` on each image's candidates).
-
-    Args:
-        class_logits: (R, K + 1), RoIs of all images in order.
-        box_deltas: (R, 4 (K + 1)).
-        proposals: per image, (R_i, 4) xyxy.
-        image_sizes: per image, (h, w) before padding.
-        box_coder: Fast R-CNN box coder.
-        score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: as in
-            `select_detections`.
-
-    Returns:
-        per image, Detections in network-input pixels, by decreasing score.
-    """
-    rule = (score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou)
-    decoded = decode_predictions(class_logits, box_deltas, proposals, image_sizes, box_coder)
-    return [select_detections(candidates, *rule) for candidates in decoded]
-
-
 def select_detections(
     candidates: ClassBoxes,
     score_thresh: float,

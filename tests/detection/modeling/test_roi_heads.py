@@ -11,14 +11,21 @@ from detection.modeling.box_ops import BoxCoder
 from detection.modeling.matcher import Matcher
 from detection.modeling.roi_heads import (
     SampledRoIs,
+    decode_predictions,
     fast_rcnn_losses,
-    postprocess_detections,
     sample_proposals,
+    select_detections,
 )
 from detection.structures import Targets
 
 CODER = BoxCoder([10.0, 10.0, 5.0, 5.0])
 FG_BG = Matcher([0.0, 0.5], [-1, 0, 1])
+
+
+def postprocess_detections(logits, deltas, proposals, image_sizes, coder, *rule):
+    """The head's inference on given outputs: decode per image, then select."""
+    decoded = decode_predictions(logits, deltas, proposals, image_sizes, coder)
+    return [select_detections(candidates, *rule) for candidates in decoded]
 
 
 def test_sample_proposals_adds_ground_truth_and_offsets_classes() -> None:
