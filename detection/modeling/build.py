@@ -32,7 +32,7 @@ from detection.modeling.fpn import FPN
 from detection.modeling.heads import FastRCNNPredictor, Res5Head, TwoFCHead, VGGHead
 from detection.modeling.matcher import Matcher
 from detection.modeling.poolers import ROIPooler
-from detection.modeling.roi_heads import ROIHeads
+from detection.modeling.roi_heads import DetectionRule, ROIHeads
 from detection.modeling.rpn import RPN, RPNHead
 from engine.errors import DataWarning, UserError
 from engine.spec import InputSpec
@@ -260,14 +260,12 @@ def build_roi_heads(
 
 
 def inference_settings(t: TestConfig) -> dict[str, Any]:
-    """`test.*` as the selection arguments of ROIHeads and DetectorEnsemble."""
-    return {
-        "score_thresh": t.score_thresh,
-        "nms_thresh": t.nms_thresh,
-        "detections_per_image": t.detections_per_image,
-        "box_voting_iou": t.box_voting_iou if t.box_voting else None,
-        "box_refinement": t.box_refinement,
-    }
+    """`test.*` as the inference arguments of ROIHeads and DetectorEnsemble."""
+    voting = t.box_voting_iou if t.box_voting else None
+    rule = DetectionRule(
+        t.score_thresh, t.nms_thresh, t.detections_per_image, box_voting_iou=voting
+    )
+    return {"rule": rule, "box_refinement": t.box_refinement}
 
 
 def _four(weights: list[float], key: str) -> list[float]:

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torchvision.ops import nms
 
 from detection.modeling.faster_rcnn import DetectorOutput, FasterRCNN
-from detection.modeling.roi_heads import ClassBoxes, Scorer, refine, select_detections
-from detection.structures import Detections, ImageBatch, Proposals, Targets
+from detection.modeling.roi_heads import DEFAULT_RULE, ClassBoxes, DetectionRule, Scorer, refine
+from detection.structures import ImageBatch, Proposals, Targets
 
 
 @torch.no_grad()
@@ -78,8 +78,7 @@ class DetectorEnsemble(nn.Module):
         proposal_nms_thresh: NMS IoU threshold over the union of the members' proposals.
         proposals_per_image: RoIs kept from that union after NMS, or None for the whole
             union (no NMS).
-        score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou: the
-            selection, as in `select_detections` (the members' own settings are not used).
+        rule: the selection (the members' own `test.*` settings are not used).
         box_refinement: score each RoI's averaged regressed box once more (every member) and
             select from the union of both passes (`roi_heads.refine`).
     """
@@ -90,11 +89,7 @@ class DetectorEnsemble(nn.Module):
         *,
         proposal_nms_thresh: float = 0.7,
         proposals_per_image: int | None = None,
-        score_thresh: float = 0.05,
-        nms_thresh: float = 0.3,
-        detections_per_image: int = 100,
-        min_box_size: float = 1e-2,
-        box_voting_iou: float | None = None,
+        rule: DetectionRule = DEFAULT_RULE,
         box_refinement: bool = False,
     ) -> None:
         super().__init__()
@@ -103,7 +98,7 @@ class DetectorEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.proposal_nms_thresh = proposal_nms_thresh
         self.proposals_per_image = proposals_per_image
-        self.rule = (score_thresh, nms_thresh, detections_per_image, min_box_size, box_voting_iou)
+        self.rule = rule
         self.box_refinement = box_refinement
 
     @property
@@ -142,11 +137,7 @@ class DetectorEnsemble(nn.Module):
         candidates = scorer(rois)
         if self.box_refinement:
             candidates = refine(scorer, candidates)
-        return DetectorOutput({}, self.select(candidates))
-
-    def select(self, candidates: Sequence[ClassBoxes]) -> list[Detections]:
-        """Per image, `select_detections` with the ensemble's settings."""
-        return [select_detections(c, *self.rule) for c in candidates]
+        return DetectorOutput({}, self.rule.select(candidates))
 
 
 def propose(member: FasterRCNN, images: ImageBatch) -> tuple[Scorer, list[Proposals]]:

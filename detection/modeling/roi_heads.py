@@ -217,6 +217,29 @@ def select_detections(
     return Detections(kept, scores[keep], classes[keep] - 1)
 
 
+@dataclass(frozen=True)
+class DetectionRule:
+    """How each image's candidates become its detections (`select_detections`; `test.*`):
+    the one selection of a RoI head and of an ensemble."""
+
+    score_thresh: float = 0.05  # scores must exceed this
+    nms_thresh: float = 0.3  # per-class NMS IoU threshold
+    detections_per_image: int = 100  # cap per image
+    min_box_size: float = 1e-2  # smallest side kept (input pixels): drops collapsed boxes
+    box_voting_iou: float | None = None  # box voting's IoU threshold, or None for none
+
+    def select(self, candidates: Sequence[ClassBoxes]) -> list[Detections]:
+        """Per image, `select_detections` with this rule."""
+        rule = (
+            self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
+            self.box_voting_iou,
+        )  # fmt: skip
+        return [select_detections(c, *rule) for c in candidates]
+
+
+DEFAULT_RULE = DetectionRule()
+
+
 def refine(scorer: Scorer, first: Sequence[ClassBoxes]) -> list[ClassBoxes]:
     """Box refinement (the paper's appendix B, after Gidaris & Komodakis): score each RoI's
     regressed box (its best class's) once more, as a new RoI, and return the union of the
@@ -247,11 +270,7 @@ class ROIHeads(nn.Module):
         add_gt_as_proposals: add ground-truth boxes to the proposals when training.
         loss_type: "smooth_l1" or "l1".
         smooth_l1_beta: smooth-L1 transition point.
-        score_thresh: inference score threshold.
-        nms_thresh: inference per-class NMS threshold.
-        detections_per_image: inference cap.
-        min_box_size: smallest detection side kept at inference (drops collapsed boxes).
-        box_voting_iou: inference box voting's IoU threshold, or None for none.
+        rule: how inference selects the detections (threshold, NMS, cap, box voting).
         box_refinement: at inference, score each RoI's regressed box once more and select
             from the union of both passes (`refine`).
         global_context: concatenate each image's global feature with its region features
@@ -272,11 +291,7 @@ class ROIHeads(nn.Module):
         add_gt_as_proposals: bool = True,
         loss_type: str = "smooth_l1",
         smooth_l1_beta: float = 1.0,
-        score_thresh: float = 0.05,
-        nms_thresh: float = 0.3,
-        detections_per_image: int = 100,
-        min_box_size: float = 1e-2,
-        box_voting_iou: float | None = None,
+        rule: DetectionRule = DEFAULT_RULE,
         box_refinement: bool = False,
         global_context: bool = False,
     ) -> None:
@@ -293,11 +308,7 @@ class ROIHeads(nn.Module):
         self.add_gt_as_proposals = add_gt_as_proposals
         self.loss_type = loss_type
         self.smooth_l1_beta = smooth_l1_beta
-        self.score_thresh = score_thresh
-        self.nms_thresh = nms_thresh
-        self.detections_per_image = detections_per_image
-        self.min_box_size = min_box_size
-        self.box_voting_iou = box_voting_iou
+        self.rule = rule
         self.box_refinement = box_refinement
         self.global_context = global_context
 
@@ -352,14 +363,6 @@ class ROIHeads(nn.Module):
         logits, deltas = self.predict(features, boxes, image_sizes)
         return decode_predictions(logits, deltas, boxes, image_sizes, self.box_coder)
 
-    def select(self, candidates: Sequence[ClassBoxes]) -> list[Detections]:
-        """Per image, `select_detections` with this head's inference settings."""
-        rule = (
-            self.score_thresh, self.nms_thresh, self.detections_per_image, self.min_box_size,
-            self.box_voting_iou,
-        )  # fmt: skip
-        return [select_detections(c, *rule) for c in candidates]
-
     def forward(
         self,
         images: ImageBatch,
@@ -402,4 +405,4 @@ class ROIHeads(nn.Module):
         candidates = scorer([p.boxes for p in proposals])
         if self.box_refinement:
             candidates = refine(scorer, candidates)
-        return self.select(candidates), losses
+        return self.rule.select(candidates), losses

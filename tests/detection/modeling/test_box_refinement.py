@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from detection.modeling.box_ops import BoxCoder
 from detection.modeling.matcher import Matcher
-from detection.modeling.roi_heads import ClassBoxes, ROIHeads
+from detection.modeling.roi_heads import ClassBoxes, DetectionRule, ROIHeads
 from detection.structures import ImageBatch, Proposals
 
 
@@ -37,7 +37,7 @@ def _head(box_refinement: bool, box_voting_iou: float | None = None) -> ROIHeads
     return ROIHeads(
         ["c4"], BoxesAsFeatures(), nn.Identity(), ShiftRight(),  # type: ignore[arg-type]
         BoxCoder([10.0, 10.0, 5.0, 5.0]), Matcher([0.0, 0.5], [-1, 0, 1]),
-        score_thresh=0.05, nms_thresh=0.3, box_voting_iou=box_voting_iou,
+        rule=DetectionRule(0.05, 0.3, box_voting_iou=box_voting_iou),
         box_refinement=box_refinement,
     )  # fmt: skip
 

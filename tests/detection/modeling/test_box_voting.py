@@ -44,6 +44,6 @@ def test_config_switch_reaches_the_roi_head() -> None:
     cfg = Config()
     cfg.model.backbone.name, cfg.model.backbone.weights = "resnet18", ""
     with torch.device("meta"):
-        assert build_model(cfg, load_backbone_weights=False).roi_heads.box_voting_iou is None
+        assert build_model(cfg, load_backbone_weights=False).roi_heads.rule.box_voting_iou is None
         cfg.test.box_voting, cfg.test.box_voting_iou = True, 0.7
-        assert build_model(cfg, load_backbone_weights=False).roi_heads.box_voting_iou == 0.7
+        assert build_model(cfg, load_backbone_weights=False).roi_heads.rule.box_voting_iou == 0.7

@@ -130,7 +130,7 @@ def test_flip_is_the_mean_of_the_plain_and_the_mirrored_pass(weights: str) -> No
         mirror_maps = [model.extract_features(mirror_images(batch).tensor)["c4"]]
         mirror = heads.candidates(mirror_maps, [mirror_boxes(rois[0], size[1])], [size])[0]
         back = ClassBoxes(mirror.scores, clip_boxes(mirror_boxes(mirror.boxes, size[1]), size))
-        (expected,) = heads.select([ClassBoxes.mean([plain, back])])
+        (expected,) = heads.rule.select([ClassBoxes.mean([plain, back])])
     assert detections is not None and len(expected) > 0
     torch.testing.assert_close(detections[0].boxes, expected.boxes)
     torch.testing.assert_close(detections[0].scores, expected.scores)
