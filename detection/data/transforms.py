@@ -8,13 +8,16 @@ the new size is ``(round(h * s), round(w * s))`` and the scale is recorded per a
 Normalisation: ``(pixel - pixel_mean) / pixel_std`` on the 0..255 scale, channels in
 ``format`` order (BGR for MSRA/caffe weights, RGB for torchvision's).
 
-The public test-time path (used by :class:`detection.Predictor`; none of it needs a config):
+The public test-time path (none of it needs a config):
 
 * ``TestTransform(min_size, max_size, format, pixel_mean, pixel_std)``: called on an RGB uint8
-  (H, W, 3) numpy image, returns the normalised (3, h, w) float32 tensor and its ``(sy, sx)``.
+  (H, W, 3) numpy image, returns the normalised (3, h, w) float32 tensor and its ``(sy, sx)``;
+  ``.resize`` (and ``.pyramid``) give the resized uint8 image(s) instead.
 * ``collate_images(images, original_sizes, scales, flipped=None, image_ids=None,
   size_divisibility=32) -> ImageBatch``: zero-pads (bottom/right) to a common size that is a
-  multiple of ``size_divisibility``, recording each image's size, original size and scale.
+  multiple of ``size_divisibility``, recording each image's size, original size and scale;
+  ``collate_uint8_images`` does the same for uint8 images, normalising into the batch (what
+  :class:`detection.Predictor` and the data loader use).
 * ``detections_to_original(det, image_size, original_size, scale, flipped) -> Detections``:
   the exact inverse of the resize (and flip), boxes clipped to the original image;
   ``postprocess_detections(dets, images)`` applies it to a whole batch.
@@ -57,6 +60,7 @@ __all__ = [
     "detections_to_original",
     "normalize",
     "postprocess_detections",
+    "resize_shorter_side",
     "resized_shape",
 ]
 
@@ -129,6 +133,22 @@ def decode_reduction(original: tuple[int, int], target: tuple[int, int]) -> int:
     return 1
 
 
+def resize_shorter_side(
+    image: np.ndarray,
+    min_size: int,
+    max_size: int,
+    original_size: tuple[int, int] | None = None,
+) -> ScaledImage:
+    """RGB uint8 (H, W, 3) -> (resized to `resized_shape`, (sy, sx)), bilinear.
+
+    ``image`` may be a reduced decode of an original of ``original_size`` (h, w); the size
+    and the scale follow the original: ``(sy, sx) = (h / H_orig, w / W_orig)``.
+    """
+    height, width = original_size or image.shape[:2]
+    new_h, new_w = resized_shape(height, width, min_size, max_size)
+    return _resize(image, (new_h, new_w)), (new_h / height, new_w / width)
+
+
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of (H, W, 3) uint8 to ``size`` (h, w); the image itself if it has it."""
     if image.shape[:2] == size:
@@ -193,26 +213,19 @@ class TestTransform:
     def resize(
         self, image: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> tuple[np.ndarray, tuple[float, float]]:
-        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)), bilinear.
-
-        ``image`` may be a reduced decode of an original of ``original_size`` (h, w); the size
-        and the scale follow the original: ``(sy, sx) = (h / H_orig, w / W_orig)``.
-        """
-        height, width = original_size or image.shape[:2]
-        new_h, new_w = resized_shape(height, width, self.min_size, self.max_size)
-        return _resize(image, (new_h, new_w)), (new_h / height, new_w / width)
+        """RGB uint8 (H, W, 3) -> (resized RGB uint8 (h, w, 3), (sy, sx)) at the test size
+        (`resize_shorter_side`)."""
+        return resize_shorter_side(image, self.min_size, self.max_size, original_size)
 
     def pyramid(
         self, image: np.ndarray, original_size: tuple[int, int] | None = None
     ) -> list[ScaledImage]:
         """RGB uint8 (H, W, 3) -> the image at every pyramid size, ascending, with its
         (sy, sx); ``original_size`` as in :meth:`resize`."""
-        height, width = original_size or image.shape[:2]
-        levels = []
-        for size in self.pyramid_sizes:
-            new_h, new_w = resized_shape(height, width, size, self.pyramid_max_size)
-            levels.append((_resize(image, (new_h, new_w)), (new_h / height, new_w / width)))
-        return levels
+        return [
+            resize_shorter_side(image, size, self.pyramid_max_size, original_size)
+            for size in self.pyramid_sizes
+        ]
 
     def decode_reduction(self, height: int, width: int, seed: int = 0) -> int:
         """How much smaller (1, 2, 4, 8) the data loader may decode an (H, W) original: as
@@ -306,14 +319,12 @@ class TrainTransform:
             self.jitter.set_random_seed(jitter_seed)
             image = self.jitter(image=image)["image"]
         height, width = original_size or image.shape[:2]
-        new_h, new_w = resized_shape(height, width, min_size, self.max_size)
-        resized = _resize(image, (new_h, new_w))
-        sy, sx = new_h / height, new_w / width
+        resized, (sy, sx) = resize_shorter_side(image, min_size, self.max_size, original_size)
         clipped = np.clip(boxes.reshape(-1, 4), 0, np.array([width, height, width, height]))
         new_boxes = _scale_boxes(clipped, sy, sx)
         if flipped:
             resized = cv2.flip(resized, 1)
-            new_boxes[:, [0, 2]] = new_w - new_boxes[:, [2, 0]]
+            new_boxes[:, [0, 2]] = resized.shape[1] - new_boxes[:, [2, 0]]
         return TransformedSample(resized, new_boxes, (sy, sx), flipped, self.normalization)
 
 
