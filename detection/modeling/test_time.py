@@ -98,20 +98,16 @@ def pyramid_features(
     scale = side.new_tensor([[(ry * rx) ** 0.5 for ry, rx in v.ratios] for v in views])  # (S, N)
     low, high = adjacent_scales(side[:, None] * scale[:, image_of].T, roi_size)
     merged: Tensor | None = None
-    for pick in (low, high):
-        features: Tensor | None = None
-        for s, view in enumerate(views):
-            chosen = pick == s
-            if not chosen.any():
-                continue
-            boxes = _in_view([r[chosen[image_of == i]] for i, r in enumerate(rois)], view)
-            part = heads.box_features(view.maps, boxes, view.image_sizes)
-            if features is None:
-                features = part.new_empty((len(side), part.shape[1]))
-            features[chosen] = part
-        assert features is not None  # every RoI picks some scale
-        merged = features if merged is None else torch.maximum(merged, features)
-    assert merged is not None
+    for s, view in enumerate(views):  # one box-head pass per scale, over the RoIs it serves
+        chosen = (low == s) | (high == s)
+        if not chosen.any():
+            continue
+        boxes = _in_view([r[chosen[image_of == i]] for i, r in enumerate(rois)], view)
+        part = heads.box_features(view.maps, boxes, view.image_sizes)
+        if merged is None:  # -inf where a scale does not serve a RoI: the max takes the other
+            merged = part.new_full((len(side), part.shape[1]), float("-inf"))
+        merged[chosen] = torch.maximum(merged[chosen], part)
+    assert merged is not None  # every RoI is served by two scales
     return merged
 
 
