@@ -123,13 +123,13 @@ class Predictor:
 
 
 def load_detector(
-    cfg: Config, weights: str | os.PathLike[str]
+    cfg: Config, weights: str | os.PathLike[str], name: str = ""
 ) -> tuple[FasterRCNN, dict[str, Any]]:
     """The detector of ``cfg`` filled from a checkpoint, and the checkpoint (its iteration,
-    its ``meta``)."""
+    its ``meta``); messages call it ``name`` (default: its path)."""
     source = read_source(str(weights), cfg.trust_weights)
     model = build_model(cfg, load_backbone_weights=False)
-    load_detector_weights(model, source)
+    load_detector_weights(model, source, name or str(weights))
     return model, source
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backbones.weights import read_source
 from detection.config import Config, InputConfig
 from detection.data.build import (
     build_detection_test_loader,
@@ -36,7 +35,7 @@ from detection.evaluation import (
     VOCEvaluator,
     records_to_coco,
 )
-from detection.modeling.build import build_ensemble, build_model, load_detector_weights
+from detection.modeling.build import build_ensemble, build_model
 from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
 from detection.predictor import inference_amp, load_detector, prepare_for_inference
@@ -87,10 +86,10 @@ class DetectionTask:
         """The detector to train: ``model.weights`` loaded when set (class layers
         re-initialised for other classes), else the backbone's weights alone."""
         start = self.cfg.model.weights
-        model = build_model(self.cfg, load_backbone_weights=not start)
-        if start:
-            source = read_source(start, self.cfg.trust_weights)
-            load_detector_weights(model, source, f"model.weights {start}")
+        model = (
+            load_detector(self.cfg, start, f"model.weights {start}")[0]
+            if start else build_model(self.cfg)
+        )  # fmt: skip
         return prepare_model(model, device, self.cfg.channels_last)
 
     def load_for_eval(
