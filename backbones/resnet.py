@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from backbones.fused import conv_add, conv_norm, conv_relu
 from backbones.layers import Backbone, FrozenBatchNorm2d, check_positive, kaiming_init, make_norm
 from engine.errors import UserError
 
@@ -69,7 +70,7 @@ class Projection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> (N, C_out, H / s, W / s)."""
-        return self.bn(self.conv(x))
+        return conv_norm(self.conv, x, self.bn)
 
 
 def make_shortcut(
@@ -84,6 +85,35 @@ def make_shortcut(
     if same_shape:
         return nn.Identity()
     return PadShortcut(stride, out_channels - in_channels)
+
+
+class Stem(nn.Sequential):
+    """conv1 (7x7/2) + norm + ReLU + 3x3/2 max pool, the ReLU fused into the conv at CPU
+    inference (`backbones.fused`). A Sequential, so its keys stay ``stem.conv1.*`` /
+    ``stem.bn1.*`` and freezing takes it whole."""
+
+    conv1: nn.Conv2d
+    bn1: nn.Module
+    maxpool: nn.MaxPool2d
+
+    def __init__(self, conv1: nn.Conv2d, bn1: nn.Module) -> None:
+        maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        relu = nn.ReLU(inplace=True)
+        super().__init__(OrderedDict(conv1=conv1, bn1=bn1, relu=relu, maxpool=maxpool))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) -> (N, C, H / 4, W / 4)."""
+        return self.maxpool(conv_relu(self.conv1, x, self.bn1))
+
+
+def residual_tail(
+    conv: nn.Conv2d, out: Tensor, norm: nn.Module, shortcut: nn.Module, x: Tensor
+) -> Tensor:
+    """A block's last step, ``relu(norm(conv(out)) + shortcut(x))``, as one fused call at CPU
+    inference (`backbones.fused`); a projection's or a padding's output is scratch the add
+    may overwrite, the block's input ``x`` (an identity shortcut) is not."""
+    identity = shortcut(x)
+    return conv_add(conv, out, identity, norm, relu=True, overwrite=identity is not x)
 
 
 class BasicBlock(nn.Module):
@@ -115,7 +145,6 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
         self.bn2 = make_norm(norm, width)
         self.shortcut = make_shortcut(shortcut, in_channels, width, stride, norm)
-        self.relu = nn.ReLU(inplace=True)
 
     def last_norm(self) -> _BatchNorm | FrozenBatchNorm2d:
         """The norm whose gamma `zero_init_residual` zeroes."""
@@ -124,11 +153,10 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> (N, width, H / stride, W / stride)."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        out = conv_relu(self.conv1, x, self.bn1)
+        if self.shortcut is None:
+            return conv_relu(self.conv2, out, self.bn2)
+        return residual_tail(self.conv2, out, self.bn2, self.shortcut, x)
 
 
 class Bottleneck(nn.Module):
@@ -164,7 +192,6 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = make_norm(norm, out_channels)
         self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm)
-        self.relu = nn.ReLU(inplace=True)
 
     def last_norm(self) -> _BatchNorm | FrozenBatchNorm2d:
         """The norm whose gamma `zero_init_residual` zeroes."""
@@ -173,12 +200,11 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, H, W) -> (N, 4 * width, H / stride, W / stride)."""
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.relu(out)
+        out = conv_relu(self.conv1, x, self.bn1)
+        out = conv_relu(self.conv2, out, self.bn2)
+        if self.shortcut is None:
+            return conv_relu(self.conv3, out, self.bn3)
+        return residual_tail(self.conv3, out, self.bn3, self.shortcut, x)
 
 
 Block = type[BasicBlock] | type[Bottleneck]
@@ -255,14 +281,7 @@ class ResNet(Backbone):
         check_positive(num_classes=num_classes, base_width=base_width)
         check_shortcut(shortcut)
         conv1 = nn.Conv2d(3, base_width, 7, stride=2, padding=3, bias=False)
-        self.stem = nn.Sequential(
-            OrderedDict(
-                conv1=conv1,
-                bn1=make_norm(norm, base_width),
-                relu=nn.ReLU(inplace=True),
-                maxpool=nn.MaxPool2d(3, stride=2, padding=1),
-            )
-        )
+        self.stem = Stem(conv1, make_norm(norm, base_width))
         in_channels, self.out_channels, self.strides = base_width, {}, {}
         for i, num_blocks in enumerate(layers):
             width, stride = base_width * 2**i, 1 if i == 0 else 2

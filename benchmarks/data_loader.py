@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from benchmarks._machine import machine_description
 from detection.data.loader import DetectionDataset, collate_detection
 from detection.data.synthetic import render_scene
 from detection.data.transforms import TrainTransform, collate_images, resized_shape
@@ -203,8 +203,8 @@ def main() -> None:
         for row in run_benchmark(case, args.num_images, workers, args.batch_size, args.passes)
     ]
     print(
-        f"{args.num_images} generated JPEGs per case, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, torch {torch.__version__}, OpenCV {cv2.__version__}, "
+        f"{args.num_images} generated JPEGs per case, {machine_description()}, "
+        f"torch {torch.__version__}, OpenCV {cv2.__version__}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(markdown_table(results, args.batch_size))

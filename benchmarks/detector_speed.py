@@ -30,6 +30,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops import FrozenBatchNorm2d
 
+from benchmarks._machine import machine_description
 from configs import ROOT as CONFIG_ROOT
 from detection.config import Config, load_config
 from detection.modeling.convert import from_torchvision_detector
@@ -40,7 +41,6 @@ from engine.io import atomic_write_text
 CONFIG = CONFIG_ROOT / "detection/torchvision_r50_fpn_coco.yaml"
 DOC = Path("docs/PERFORMANCE.md")  # --write-docs: run from the checkout
 SECTION = "## Detector speed"
-MACHINE = "2-core AMD EPYC Zen 4 CPU sandbox (AVX-512, AVX512-BF16), no GPU"
 
 
 @torch.no_grad()
@@ -104,7 +104,7 @@ COLUMNS = {"fp32": "ours fp32 NCHW", "channels_last": "ours fp32 channels_last",
 
 def markdown(rows: list[Row], threads: int, device: str, repeats: int) -> str:
     """The section: machine line, the latency table and the speed-ups over torchvision."""
-    machine = MACHINE if device == "cpu" else f"{device}: {torch.cuda.get_device_name()}"
+    machine = machine_description(device)
     names = [name for name in COLUMNS if name in rows[0][2]]
     ours = [name for name in names if name != "torchvision"]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

@@ -22,7 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from benchmarks.detector_speed import CONFIG, MACHINE, random_torchvision_model, timed
+from benchmarks._machine import machine_description
+from benchmarks.detector_speed import CONFIG, random_torchvision_model, timed
 from benchmarks.detector_speed import write_section as write_doc_section
 from detection.config import load_config
 from detection.modeling.build import build_model, load_detector_weights
@@ -103,7 +104,8 @@ def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
     lines = [
         SECTION,
         "",
-        f"Machine: {MACHINE}; shared with background jobs (load average {load} at the end); "
+        f"Machine: {machine_description()}; shared with background jobs (load average {load} "
+        "at the end); "
         f"torch {torch.__version__}, {args.threads} threads, {platform.python_implementation()} "
         f"{platform.python_version()}. Command: `python benchmarks/train_step.py --batch "
         f"{args.batch} --size {args.size} --repeats {args.repeats}` (R50-FPN, same random "

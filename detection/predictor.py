@@ -67,12 +67,9 @@ class Predictor:
         loaded = [load_detector(cfg, w) for w in files]
         models = [model for model, _ in loaded] or [build_model(cfg)]
         self.model = models[0] if len(models) == 1 else build_ensemble(cfg, models)
-        self.model.eval()
-        if fold_bn:
-            fold_frozen_bn(self.model)
         self.amp = inference_amp(cfg, self.device, precision)
         prepare_for_inference(
-            self.model, self.device, cfg.channels_last, self.amp, cfg.test.compile
+            self.model, self.device, cfg.channels_last, self.amp, cfg.test.compile, fold_bn
         )
         self.transform = build_test_transform(cfg.input, cfg.test)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
@@ -154,11 +151,17 @@ def prepare_for_inference(
     channels_last: bool,
     amp: str | None,
     compile: bool = False,
+    fold_bn: bool = True,
 ) -> nn.Module:
-    """``model`` in eval mode on ``device``, channels_last if asked, its convolution and
-    linear weights stored in the autocast dtype ``amp`` (it then runs under autocast only),
-    its detectors' trunks compiled with ``compile`` (`compile_trunks`)."""
-    model = cast_for_autocast(prepare_model(model.eval(), device, channels_last), amp)
+    """``model`` in eval mode on ``device``, in place: its norms folded into the convolutions
+    before them (``fold_bn``; the fused CPU convolutions of `backbones.fused` need it),
+    channels_last if asked, its convolution and linear weights stored in the autocast dtype
+    ``amp`` (it then runs under autocast only), its detectors' trunks compiled with
+    ``compile`` (`compile_trunks`). For a model loaded to infer, not one still training."""
+    model.eval()
+    if fold_bn:
+        fold_frozen_bn(model)
+    model = cast_for_autocast(prepare_model(model, device, channels_last), amp)
     if compile:
         compile_trunks(model)
     return model

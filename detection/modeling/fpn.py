@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from backbones.fused import conv_add
+
 
 class FPN(nn.Module):
     """Top-down pyramid with lateral connections.
@@ -57,8 +59,11 @@ class FPN(nn.Module):
         merged = self.lateral[-1](inputs[-1])
         outputs = [self.output[-1](merged)]
         for i in range(len(inputs) - 2, -1, -1):
-            lateral = self.lateral[i](inputs[i])
-            merged = lateral + F.interpolate(merged, size=lateral.shape[-2:], mode="nearest")
+            top_down = F.interpolate(merged, size=inputs[i].shape[-2:], mode="nearest")
+            lateral = self.lateral[i]
+            assert isinstance(lateral, nn.Conv2d)
+            # lateral(c_i) + top_down, the add fused into the 1x1 conv at CPU inference
+            merged = conv_add(lateral, inputs[i], top_down, overwrite=True)
             outputs.insert(0, self.output[i](merged))
         outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))  # P6
         return dict(zip(self.out_features, outputs))

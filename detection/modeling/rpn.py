@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from backbones.fused import conv_relu
 from detection.modeling.anchors import AnchorGenerator
 from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough
 from detection.modeling.losses import box_regression_loss, check_box_loss
@@ -45,7 +46,7 @@ class RPNHead(nn.Module):
         """Per map: (N, C, H, W) -> logits (N, A, H, W) and deltas (N, 4A, H, W)."""
         logits, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x))
+            t = conv_relu(self.conv, x)  # one fused call at CPU inference
             logits.append(self.objectness(t))
             deltas.append(self.deltas(t))
         return logits, deltas

@@ -6,10 +6,10 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from torchvision.ops import MultiScaleRoIAlign, roi_pool
+from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 from detection.modeling import poolers
-from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois
+from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois, float32_nchw
 
 
 def _square(side: float) -> list[float]:
@@ -82,3 +82,51 @@ def test_inference_pools_in_parallel_chunks_bit_for_bit(
         monkeypatch.setattr(poolers, "MIN_ROIS_TO_SPLIT", 10**9)  # the plain call
         plain = pooler([feature], boxes)
     assert split.shape == (240, 8, 7, 7) and torch.equal(split, plain)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_float32_nchw_keeps_every_value(dtype: torch.dtype, channels_last: bool) -> None:
+    x = torch.randn(2, 5, 70, 90).to(dtype)  # over 60 x 60: the blocked-transpose copy
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = float32_nchw(x)
+    assert out.dtype == torch.float32 and out.is_contiguous()
+    assert torch.equal(out, x.float())
+
+
+def test_float32_nchw_passes_gradients_back() -> None:
+    x = torch.randn(2, 5, 70, 90).contiguous(memory_format=torch.channels_last).requires_grad_()
+    weights = torch.randn(2, 5, 70, 90)
+    (float32_nchw(x) * weights).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, weights)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_pools_one_image_per_thread_bit_for_bit(
+    channels_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three images (the last with no RoI) pooled per image in threads: the same output and
+    the same gradient as one torchvision roi_align call over the batch."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    g = torch.Generator().manual_seed(0)
+    feature = torch.randn(3, 8, 24, 32, generator=g)
+    if channels_last:
+        feature = feature.contiguous(memory_format=torch.channels_last)
+    corners = torch.rand(9, 2, generator=g) * 60
+    boxes = torch.cat([corners, corners + torch.rand(9, 2, generator=g) * 60 + 2], dim=1)
+    per_image = [boxes[:5], boxes[5:], boxes[:0]]
+    rois = boxes_to_rois(per_image)
+    pooler = ROIPooler(7, [4], "roi_align", sampling_ratio=2)
+    ours_input = feature.clone().requires_grad_()
+    tv_input = feature.clone().requires_grad_()
+    assert poolers._RoIAlignPerImage.applies(ours_input, rois)
+    ours = pooler([ours_input], per_image)
+    tv = roi_align(tv_input, rois, (7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
+    assert torch.equal(ours, tv)
+    weights = torch.randn(tv.shape, generator=g)
+    (ours * weights).sum().backward()
+    (tv * weights).sum().backward()
+    assert ours_input.grad is not None and tv_input.grad is not None
+    assert torch.equal(ours_input.grad, tv_input.grad)
+    assert ours_input.grad[2].abs().sum() == 0  # the image without RoIs

@@ -179,9 +179,13 @@ def test_bf16_predictor_close_to_fp32_on_a_real_photo(
 ) -> None:
     """bf16 autocast vs fp32, same weights, one real photo (resized to 320 px).
 
-    Measured on all 12 raccoon photos (random weights, so many near-tie boxes): the top-10
-    scores, sorted, differ by <= 0.025; each of fp32's top 5 has a bf16 detection of the same
-    class at IoU >= 0.53 (>= 0.95 where no near-tie swaps).
+    Measured on all 12 raccoon photos (random weights, so many near-tie boxes), the top-10
+    scores, sorted, differ by (max / mean over the ten):
+    - on an AMD EPYC Zen 4 (AVX512-BF16), eager ops: max <= 0.025;
+    - on an Intel Xeon with AMX, eager ops: max <= 0.034, mean <= 0.013; with the fused
+      convolutions (`backbones.fused`): max <= 0.050 (raccoon-151), mean <= 0.013.
+    Each of fp32's top 5 has a bf16 detection of the same class at IoU >= 0.51 (>= 0.95
+    where no near-tie swaps). The trunk's own bf16 error is tested in tests/backbones.
     """
     _, weights = converted
     cfg = load_config(CONFIG, SMALL)
@@ -190,6 +194,7 @@ def test_bf16_predictor_close_to_fp32_on_a_real_photo(
     bf16 = Predictor(cfg, str(weights), precision="bf16")(image)
     assert isinstance(fp32, Detections) and isinstance(bf16, Detections)
     assert len(fp32) == len(bf16) == 100
-    torch.testing.assert_close(bf16.scores[:10], fp32.scores[:10], atol=0.03, rtol=0)
+    gaps = (bf16.scores[:10] - fp32.scores[:10]).abs()
+    assert gaps.max() <= 0.05 and gaps.mean() <= 0.02, gaps
     iou = box_iou(fp32.boxes[:5], bf16.boxes) * (fp32.labels[:5, None] == bf16.labels[None])
     assert (iou.amax(dim=1) >= 0.5).all()
