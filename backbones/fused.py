@@ -15,8 +15,11 @@ call only where it is the same computation:
   (``cast_for_autocast``), where the inputs are cast to bf16 as autocast would.
 In fp32 the result is bit-identical to the eager ops (tests/backbones/test_fused.py). In bf16
 the add happens before the one rounding to bf16 instead of after two.
-Measured on the ResNet-50 trunk at 800 x 1066 (docs/PERFORMANCE.md): fp32 0.58 -> 0.50 s,
-bf16 0.20 -> 0.12 s.
+Measured on the ResNet-50 trunk at 800 x 1066 (docs/PERFORMANCE.md): fp32 0.58-0.63 ->
+0.47-0.50 s, bf16 0.20 -> 0.12 s.
+
+In eager ops a FrozenBatchNorm2d is applied to the weights rather than the activations
+(`conv_norm`): that is the training path's saving.
 """
 
 from __future__ import annotations
