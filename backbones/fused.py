@@ -55,10 +55,17 @@ def fused_dtype(conv: nn.Conv2d, norm: nn.Module | None, x: Tensor) -> torch.dty
         or not torch.backends.mkldnn.is_available()
     ):
         return None
-    weight = conv.weight.dtype
-    if torch.is_autocast_enabled("cpu"):
-        return weight if weight == torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    weight, autocast = conv.weight.dtype, _cpu_autocast_dtype()
+    if autocast is not None:
+        return weight if weight == autocast == torch.bfloat16 else None
     return weight if weight == x.dtype == torch.float32 else None
+
+
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype of the CPU autocast in force, or None outside one."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
 
 
 def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:

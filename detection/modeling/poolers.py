@@ -102,16 +102,22 @@ def _is_strictly_channels_last(x: Tensor) -> bool:
 
 
 def _transpose_images(source: Tensor, to_channels_last: bool) -> Tensor:
-    """Per image, the (H*W, C) <-> (C, H*W) transpose as one blocked 2-D copy."""
-    n, c, h, w = source.shape
+    """``source`` (N, C, H, W) copied into the other memory format, image by image."""
     fmt = torch.channels_last if to_channels_last else torch.contiguous_format
-    out = torch.empty((n, c, h, w), dtype=source.dtype, device=source.device, memory_format=fmt)
-    for i in range(n):
-        if to_channels_last:
-            out[i].permute(1, 2, 0).reshape(h * w, c).copy_(source[i].reshape(c, h * w).t())
-        else:
-            out[i].view(c, h * w).copy_(source[i].permute(1, 2, 0).reshape(h * w, c).t())
+    out = torch.empty(source.shape, dtype=source.dtype, device=source.device, memory_format=fmt)
+    for i in range(source.shape[0]):
+        _copy_transposed(out[i], source[i])
     return out
+
+
+def _copy_transposed(out: Tensor, image: Tensor) -> None:
+    """``out[...] = image`` for a (C, H, W) image between NCHW and channels_last (either way)
+    as one (H*W, C) <-> (C, H*W) 2-D transpose, which PyTorch copies cache-blocked."""
+    c, h, w = image.shape
+    if image.is_contiguous():  # NCHW into channels_last
+        out.permute(1, 2, 0).reshape(h * w, c).copy_(image.reshape(c, h * w).t())
+    else:  # channels_last into NCHW
+        out.view(c, h * w).copy_(image.permute(1, 2, 0).reshape(h * w, c).t())
 
 
 class _NCHWCopy(torch.autograd.Function):
@@ -195,7 +201,7 @@ class _RoIAlignPerImage(torch.autograd.Function):
                     grads[i], per_image[i], scale, size, size, 1, c, h, w, sampling_ratio, aligned
                 )
                 if channels_last:
-                    out[i].permute(1, 2, 0).reshape(h * w, c).copy_(g[0].reshape(c, h * w).t())
+                    _copy_transposed(out[i], g[0])
                 else:
                     out[i].copy_(g[0])
 
