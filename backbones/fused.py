@@ -6,14 +6,17 @@ oneDNN can apply the ReLU and the add as post-ops while the convolution's output
 still in cache (``torch.ops.mkldnn._convolution_pointwise``, the kernels inductor emits).
 
 The functions here compute exactly the eager expression their name spells, and take the fused
-call only where it is the same computation:
+call only where it is the same computation and nothing watches the modules (forward hooks,
+`hooked`):
 - CPU, no autograd (inference), not being traced, exported or compiled (those see the plain
   ops, which inductor fuses itself);
 - the norm between conv and activation already folded into the conv (an ``nn.Identity``,
   see ``fold_frozen_bn``);
 - channels_last maps, and either fp32 throughout or bf16 weights under CPU bf16 autocast
   (``cast_for_autocast``), where the inputs are cast to bf16 as autocast would.
-In fp32 the result is bit-identical to the eager ops (tests/backbones/test_fused.py). In bf16
+In fp32 the result equals the eager ops' up to float rounding, where oneDNN picks another
+kernel for the fused call (bit-identical on the ResNet-50 trunk at 800 x 1066; within 1e-5
+on the small test nets, tests/backbones/test_fused.py). In bf16
 the add happens before the one rounding to bf16 instead of after two.
 Measured on the ResNet-50 trunk at 800 x 1066 (docs/PERFORMANCE.md): fp32 0.58-0.63 ->
 0.47-0.50 s, bf16 0.20 -> 0.12 s.
@@ -40,6 +43,15 @@ def being_recorded() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
+def hooked(*modules: nn.Module | None) -> bool:
+    """Any forward (pre-)hook on these modules, or on every module: those must see the
+    modules called one by one, so the fast paths step aside (a fused call or a folded
+    norm never enters the modules' own forward)."""
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return True
+    return any(m is not None and (m._forward_hooks or m._forward_pre_hooks) for m in modules)
+
+
 def fused_dtype(conv: nn.Conv2d, norm: nn.Module | None, x: Tensor) -> torch.dtype | None:
     """The dtype the fused call runs in for ``conv`` (then ``norm``) on ``x``, or None for
     the eager ops."""
@@ -52,6 +64,7 @@ def fused_dtype(conv: nn.Conv2d, norm: nn.Module | None, x: Tensor) -> torch.dty
         or isinstance(conv.padding, str)
         or not x.is_contiguous(memory_format=torch.channels_last)
         or being_recorded()
+        or hooked(conv, norm)
         or not torch.backends.mkldnn.is_available()
     ):
         return None
@@ -80,7 +93,7 @@ def conv_norm(conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None) -> Tens
     than two over the activations (forward and backward; the gradient reaching W is the
     same). Equal to conv-then-norm up to float rounding.
     """
-    if isinstance(norm, FrozenBatchNorm2d):
+    if isinstance(norm, FrozenBatchNorm2d) and not hooked(conv, norm):
         scale, shift = norm.scale_and_shift()
         bias = shift if conv.bias is None else conv.bias * scale + shift
         return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)

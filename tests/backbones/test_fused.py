@@ -85,7 +85,7 @@ def test_eager_where_fusion_would_not_be_the_same_computation() -> None:
         ("plain18", {"base_width": 16}),  # no shortcut
     ],
 )
-def test_fused_trunk_is_bit_identical_in_fp32(
+def test_fused_trunk_matches_eager_in_fp32(
     name: str, kwargs: dict[str, object], randomize_norms: Callable[..., nn.Module]
 ) -> None:
     model = folded(name, randomize_norms, **kwargs)
@@ -98,8 +98,8 @@ def test_fused_trunk_is_bit_identical_in_fp32(
     convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
     projections = sum(isinstance(m, Projection) for m in model.modules())
     assert calls == convs - projections  # all but the projections, which have no pointwise op
-    for key in expected:
-        assert torch.equal(features[key], expected[key]), key
+    for key in expected:  # oneDNN may pick another kernel for a post-op: rounding only
+        torch.testing.assert_close(features[key], expected[key], rtol=1e-5, atol=1e-5)
 
 
 def test_unfolded_or_training_trunk_runs_eager(randomize_norms: Callable[..., nn.Module]) -> None:
@@ -111,7 +111,7 @@ def test_unfolded_or_training_trunk_runs_eager(randomize_norms: Callable[..., nn
     assert pointwise_calls(lambda: model(x).sum().backward()) == 0  # autograd
 
 
-def test_fused_fpn_is_bit_identical_in_fp32() -> None:
+def test_fused_fpn_matches_eager_in_fp32() -> None:
     torch.manual_seed(0)
     fpn = FPN(["c2", "c3", "c4"], [16, 32, 64], out_channels=24).eval().to(memory_format=CL)
     sizes = {"c2": (32, 40), "c3": (16, 20), "c4": (8, 10)}
@@ -124,7 +124,8 @@ def test_fused_fpn_is_bit_identical_in_fp32() -> None:
         with eager_only():
             expected = fpn(feats)
         assert pointwise_calls(lambda: fpn(feats)) == 2  # the two top-down merges
-    assert all(torch.equal(out[k], expected[k]) for k in expected)
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5)
 
 
 def relative_error(out: dict[str, Tensor], ref: dict[str, Tensor]) -> float:
@@ -152,3 +153,30 @@ def test_fused_bf16_is_at_least_as_close_to_fp32(
     assert all(v.dtype == torch.bfloat16 for v in out.values())
     assert relative_error(out, reference) < 0.01
     assert relative_error(out, reference) <= 1.1 * relative_error(eager, reference)
+
+
+def test_modules_with_hooks_are_called_one_by_one(
+    randomize_norms: Callable[..., nn.Module],
+) -> None:
+    """A forward hook sees its module run, fused or folded path or not (calibration, feature
+    taps): the hooked modules take the eager ops, the others keep the fast paths."""
+    model = randomize_norms(build_backbone("resnet18", norm="frozen_bn", base_width=8)).train()
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=CL)
+    block = model.res3[0]
+    seen: list[str] = []
+    block.bn1.register_forward_pre_hook(lambda module, args: seen.append("bn1"))
+    model(x).sum().backward()  # training: FrozenBN folded into the weights, except bn1's
+    assert seen == ["bn1"]
+    fold_frozen_bn(model.eval())
+    block.conv2.register_forward_hook(lambda module, args, out: seen.append("conv2"))
+    with torch.inference_mode():
+        out = model.forward_features(x)
+        calls = pointwise_calls(lambda: model.forward_features(x))
+        with eager_only():
+            expected = model.forward_features(x)
+    assert seen == ["bn1", "conv2", "conv2", "conv2"]
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    projections = sum(isinstance(m, Projection) for m in model.modules())
+    assert calls == convs - projections - 1  # all but the hooked conv2 (and the projections)
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5)
