@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from backbones.fused import conv_relu
 from backbones.layers import Backbone, check_positive, kaiming_init, make_norm
 
 # conv widths (multiples of base_width) per block, torchvision's configs "D" and "E"
@@ -21,6 +22,25 @@ CONFIGS: dict[int, tuple[tuple[int, ...], ...]] = {
     16: ((1, 1), (2, 2), (4, 4, 4), (8, 8, 8), (8, 8, 8)),
     19: ((1, 1), (2, 2), (4, 4, 4, 4), (8, 8, 8, 8), (8, 8, 8, 8)),
 }
+
+
+class Features(nn.Sequential):
+    """torchvision's ``features`` Sequential (same indices, same keys), each conv [+ norm] +
+    ReLU run as one `conv_relu` (a single fused call at CPU inference, `backbones.fused`).
+    Its slices (the stages) are Features too."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) through the layers in order."""
+        layers, i = list(self), 0
+        while i < len(layers):
+            run = layers[i : i + 3]  # conv, [norm,] ReLU: make_features' pattern
+            relu_at = next((k for k, m in enumerate(run) if isinstance(m, nn.ReLU)), None)
+            if isinstance(run[0], nn.Conv2d) and relu_at in (1, 2):
+                x = conv_relu(run[0], x, run[1] if relu_at == 2 else None)
+                i += relu_at + 1
+            else:
+                x, i = layers[i](x), i + 1
+        return x
 
 
 def make_features(
@@ -44,7 +64,7 @@ def make_features(
             in_channels = out_channels
         pool_indices.append(len(layers))
         layers.append(nn.MaxPool2d(2, stride=2))
-    return nn.Sequential(*layers), pool_indices
+    return Features(*layers), pool_indices
 
 
 class VGG(Backbone):

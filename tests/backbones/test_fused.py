@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 import backbones.fused as fused
-from backbones import build_backbone, fold_frozen_bn
+from backbones import backbone_arguments, build_backbone, fold_frozen_bn
 from backbones.fused import conv_add, conv_relu, fused_dtype
 from backbones.layers import FrozenBatchNorm2d
 from backbones.resnet import Projection
@@ -40,8 +40,11 @@ def pointwise_calls(fn: Callable[[], object]) -> int:
 
 
 def folded(name: str, randomize_norms: Callable[..., nn.Module], **kwargs: object) -> nn.Module:
-    """A backbone with random frozen-BN statistics folded into its convs, channels_last."""
-    model = randomize_norms(build_backbone(name, norm="frozen_bn", **kwargs)).eval()
+    """A backbone with random frozen-BN statistics folded into its convs (where it has norms),
+    channels_last."""
+    if "norm" in backbone_arguments(name):
+        kwargs = {"norm": "frozen_bn", **kwargs}
+    model = randomize_norms(build_backbone(name, **kwargs)).eval()
     return fold_frozen_bn(model).to(memory_format=CL)
 
 
@@ -83,6 +86,8 @@ def test_eager_where_fusion_would_not_be_the_same_computation() -> None:
         ("resnet18", {"base_width": 16, "shortcut": "A"}),  # basic blocks, zero-padding
         ("resnet18", {"base_width": 16, "shortcut": "C"}),  # projections everywhere
         ("plain18", {"base_width": 16}),  # no shortcut
+        ("vgg16", {"base_width": 8}),  # conv + ReLU pairs in one Sequential
+        ("vgg16_bn", {"base_width": 8}),  # conv + norm + ReLU
     ],
 )
 def test_fused_trunk_matches_eager_in_fp32(
