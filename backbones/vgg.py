@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
-from backbones.fused import conv_relu
+from backbones.fused import conv_relu, hooked
 from backbones.layers import Backbone, check_positive, kaiming_init, make_norm
 
 # conv widths (multiples of base_width) per block, torchvision's configs "D" and "E"
@@ -34,8 +34,9 @@ class Features(nn.Sequential):
         layers, i = list(self), 0
         while i < len(layers):
             run = layers[i : i + 3]  # conv, [norm,] ReLU: make_features' pattern
-            relu_at = next((k for k, m in enumerate(run) if isinstance(m, nn.ReLU)), None)
-            if isinstance(run[0], nn.Conv2d) and relu_at in (1, 2):
+            relu_at = next((k for k, m in enumerate(run) if isinstance(m, nn.ReLU)), 0)
+            fusable = relu_at in (1, 2) and not hooked(run[relu_at])  # a hooked ReLU runs
+            if isinstance(run[0], nn.Conv2d) and fusable:
                 x = conv_relu(run[0], x, run[1] if relu_at == 2 else None)
                 i += relu_at + 1
             else:

@@ -185,3 +185,23 @@ def test_modules_with_hooks_are_called_one_by_one(
     assert calls == convs - projections - 1  # all but the hooked conv2 (and the projections)
     for key in expected:
         torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg16"])
+def test_hooked_relu_modules_still_run(
+    name: str, randomize_norms: Callable[..., nn.Module]
+) -> None:
+    """The stem's and VGG's ReLU modules are taps people hook (style losses on VGG's
+    relu3_3): a hooked one runs as a module, on the fused path and off it."""
+    model = folded(name, randomize_norms, base_width=8)
+    relu = model.stem.relu if name == "resnet18" else model.features[1]
+    seen: list[float] = []
+    relu.register_forward_hook(lambda module, args, out: seen.append(float(out.min())))
+    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=CL)
+    with torch.inference_mode():
+        out = model.forward_features(x)
+        with eager_only():
+            expected = model.forward_features(x)
+    assert len(seen) == 2 and min(seen) >= 0
+    for key in expected:
+        torch.testing.assert_close(out[key], expected[key], rtol=1e-5, atol=1e-5)
