@@ -17,11 +17,11 @@ from engine.config import RunConfig, SolverConfig, at_least, choices
 
 @dataclass
 class ClassDatasetConfig:
-    format: str = field(  # imagefolder: root/<split>/<class>/*.jpg; cifar10: the python batches
-        default="imagefolder", metadata=choices("imagefolder", "cifar10")
+    format: str = field(  # imagefolder: <split>/<class>/*.jpg; cifar10; tinyimagenet as shipped
+        default="imagefolder", metadata=choices("imagefolder", "cifar10", "tinyimagenet")
     )
-    root: str = ""  # imagefolder: the folder holding the split folders; cifar10: its folder
-    splits: list[str] = field(  # imagefolder: sub-folders of root; cifar10: train or test
+    root: str = ""  # imagefolder: the folder holding the split folders; others: their folder
+    splits: list[str] = field(  # imagefolder: sub-folders; cifar10: train/test; tiny: train/val
         default_factory=lambda: ["train"]
     )
 

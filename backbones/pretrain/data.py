@@ -1,10 +1,7 @@
-"""Classification data: ImageNet-style folders and CIFAR-10's python format, samplers, batches.
+"""Classification samples and batches: the mean image, datasets, augmentation, collation.
 
-Readers:
-- ``imagefolder``: ``root/<split>/<class>/*.{jpg,jpeg,png,...}``; classes are the sorted
-  folder names (ImageNet's wnids), labels their indices.
-- ``cifar10``: the official ``cifar-10-batches-py`` folder: ``data_batch_1..5`` (split
-  ``train``), ``test_batch`` (split ``test``), ``batches.meta`` (class names).
+The readers (ImageFolder, CIFAR-10, Tiny ImageNet) are :mod:`backbones.pretrain.readers`;
+they return a :class:`ClassificationData` that the datasets here index.
 
 Images are decoded by ``engine.images.decode_image`` into RGB uint8. A file that cannot be
 read comes back as a :class:`BadImage` instead of a sample, so the training process (not a
@@ -15,10 +12,8 @@ an uninterrupted run would have.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -26,29 +21,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from backbones.pretrain.readers import ClassificationData
 from backbones.pretrain.transforms import ImageTransform, ViewTransform
 from engine.errors import UserError
 from engine.images import BadImageError, decode_image
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-CIFAR_SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-
-
-@dataclass
-class ClassificationData:
-    """One split, as a reader returns it (files or in-memory pixels)."""
-
-    classes: list[str]  # class names in label order
-    labels: np.ndarray  # (N,) int64 labels in 0..len(classes)-1
-    paths: list[str] | None = None  # imagefolder: N image files
-    images: np.ndarray | None = None  # cifar10: (N, 32, 32, 3) uint8 RGB
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def describe(self, index: int) -> str:
-        """Where sample ``index`` comes from (for messages)."""
-        return self.paths[index] if self.paths is not None else f"array index {index}"
 
 
 class BadImage(NamedTuple):
@@ -56,118 +32,6 @@ class BadImage(NamedTuple):
 
     path: str
     reason: str
-
-
-def read_imagefolder(root: str | Path, split: str) -> ClassificationData:
-    """Read ``root/split/<class>/<image>``; classes are the sorted sub-folder names.
-
-    Raises:
-        UserError: a missing split folder, no class folders, or an empty class folder.
-    """
-    folder = Path(root) / split
-    if not folder.is_dir():
-        raise UserError(f"{folder}: split folder not found (expected {root}/{split}/<class>/)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise UserError(f"{folder}: no class folders (expected {folder}/<class>/<image>)")
-    paths: list[str] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        files = sorted(
-            str(p) for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
-        )
-        if not files:
-            raise UserError(
-                f"{folder / name}: empty class folder (no {', '.join(IMAGE_EXTENSIONS)} files)"
-            )
-        paths += files
-        labels += [label] * len(files)
-    return ClassificationData(classes, np.array(labels, np.int64), paths=paths)
-
-
-def read_cifar10(root: str | Path, split: str) -> ClassificationData:
-    """Read CIFAR-10's python batches (``split`` train: data_batch_1..5, test: test_batch).
-
-    Raises:
-        UserError: an unknown split, a missing or malformed batch file or ``batches.meta``.
-    """
-    if split not in CIFAR_SPLITS:
-        raise UserError(f"cifar10 split {split!r} is not known; expected train or test")
-    meta = _unpickle(Path(root) / "batches.meta")
-    classes = [_text(n) for n in _field(meta, "label_names", Path(root) / "batches.meta")]
-    images, labels = [], []
-    for name in CIFAR_SPLITS[split]:
-        path = Path(root) / name
-        batch = _unpickle(path)
-        data = np.asarray(_field(batch, "data", path), np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3072:
-            raise UserError(f"{path}: 'data' has shape {data.shape}; expected (N, 3072)")
-        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # -> (N, 32, 32, 3)
-        labels.append(np.asarray(_field(batch, "labels", path), np.int64))
-        if len(labels[-1]) != len(data) or labels[-1].max(initial=0) >= len(classes):
-            raise UserError(f"{path}: 'labels' do not match 'data' and {len(classes)} classes")
-    return ClassificationData(
-        classes, np.concatenate(labels), images=np.ascontiguousarray(np.concatenate(images))
-    )
-
-
-def _unpickle(path: Path) -> dict[Any, Any]:
-    if not path.is_file():
-        raise UserError(
-            f"{path}: CIFAR-10 file not found (expected the cifar-10-batches-py folder)"
-        )
-    try:
-        with path.open("rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise UserError(f"{path}: not a CIFAR-10 python pickle ({exc})") from None
-    if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a pickled dict, got {type(obj).__name__}")
-    return obj
-
-
-def _field(obj: dict[Any, Any], key: str, path: Path) -> Any:
-    for k in (key.encode(), key):  # python-2 pickles have bytes keys
-        if k in obj:
-            return obj[k]
-    raise UserError(f"{path}: missing key {key!r}")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-READERS = {"imagefolder": read_imagefolder, "cifar10": read_cifar10}
-
-
-def read_splits(format: str, root: str, splits: list[str]) -> ClassificationData:
-    """Read and concatenate ``splits`` of a data set (classes must agree).
-
-    Raises:
-        UserError: unknown format, empty root, no split, or splits with different classes.
-    """
-    if format not in READERS:
-        raise UserError(
-            f"data format {format!r} is not a classification format; expected "
-            f"{' or '.join(READERS)}"
-        )
-    if not root:
-        raise UserError(f"data root is empty: set data.train.root / data.test.root ({format})")
-    if not splits:
-        raise UserError(f"{root}: no split given (data.*.splits is empty)")
-    parts = [READERS[format](root, split) for split in splits]
-    for split, part in zip(splits, parts):
-        if part.classes != parts[0].classes:
-            raise UserError(f"{root}/{split}: classes differ from split {splits[0]!r}")
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    labels = np.concatenate([p.labels for p in parts])
-    if first.paths is not None:
-        paths = [path for p in parts for path in p.paths or []]
-        return ClassificationData(first.classes, labels, paths=paths)
-    images = np.concatenate([p.images for p in parts if p.images is not None])
-    return ClassificationData(first.classes, labels, images=images)
 
 
 # ------------------------------------------------------------------------------- decoding

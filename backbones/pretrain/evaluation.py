@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from backbones.pretrain.data import ClassificationData, EvalDataset, collate_eval
+from backbones.pretrain.data import EvalDataset, collate_eval
+from backbones.pretrain.readers import ClassificationData
 from backbones.pretrain.transforms import ViewTransform
 from engine import distributed as dist
 from engine.amp import autocast

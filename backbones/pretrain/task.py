@@ -27,15 +27,9 @@ from torch.utils.data import DataLoader
 from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
 from backbones.config import BackboneConfig
 from backbones.pretrain.config import PretrainConfig
-from backbones.pretrain.data import (
-    ClassBatch,
-    ClassificationData,
-    TrainDataset,
-    collate_train,
-    pixel_mean_image,
-    read_splits,
-)
+from backbones.pretrain.data import ClassBatch, TrainDataset, collate_train, pixel_mean_image
 from backbones.pretrain.evaluation import evaluate
+from backbones.pretrain.readers import ClassificationData, read_splits
 from backbones.pretrain.transforms import ViewTransform, eval_views, train_transform
 from backbones.weights import read_source
 from engine import distributed as dist
@@ -208,10 +202,14 @@ class ClassificationTask:
         return {"top1_error": first["top1_error"], "top5_error": first["top5_error"]}
 
     def meta(self) -> dict[str, Any]:
-        return {
+        train = self.train_data()
+        meta: dict[str, Any] = {
             "input": input_spec(self.cfg, self.mean()).to_dict(),
-            "class_names": list(self.train_data().classes),
+            "class_names": list(train.classes),
         }
+        if train.descriptions:  # e.g. Tiny ImageNet's words.txt: wnid -> words
+            meta["class_descriptions"] = [train.descriptions.get(c, "") for c in train.classes]
+        return meta
 
     def save_final(self, out: Path, model: nn.Module, iteration: int) -> None:
         """model_final.pth (classifier) and backbone.pth (no final classifier), atomically."""

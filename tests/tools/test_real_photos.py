@@ -12,7 +12,8 @@ import pytest
 import torch
 from tool_helpers import QUICKSTART, tiny_overrides
 
-from backbones.pretrain.data import BadImage, TrainDataset, read_imagefolder
+from backbones.pretrain.data import BadImage, TrainDataset
+from backbones.pretrain.readers import read_imagefolder
 from detection.config import load_config
 from detection.data.loader import BadSample, DetectionDataset
 from detection.data.transforms import TestTransform

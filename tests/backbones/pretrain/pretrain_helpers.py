@@ -119,3 +119,41 @@ def merge(base: dict, child: dict) -> dict:
     for k, v in child.items():
         out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def make_tinyimagenet(
+    root: Path,
+    train: int,
+    val: int,
+    wnids: tuple[str, ...] = ("n01443537", "n09999999"),
+    seed: int = 0,
+) -> Path:
+    """Write Tiny ImageNet-200's layout: wnids.txt, words.txt, train/<wnid>/images/*.JPEG
+    (with the <wnid>_boxes.txt beside them), val/images/val_N.JPEG + val_annotations.txt.
+
+    Class ``i`` of ``wnids`` draws shape ``i``; the val images cycle through the classes in
+    reverse, so their labels come only from the annotation file.
+    """
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
+    words = [f"{w}\tshape {SHAPES[i]}, {i}" for i, w in enumerate(wnids)]
+    (root / "words.txt").write_text("\n".join(["n00001740\tentity", *words]) + "\n")
+    for label, wnid in enumerate(wnids):
+        images = root / "train" / wnid / "images"
+        images.mkdir(parents=True)
+        boxes = []
+        for i in range(train):
+            bgr = cv2.cvtColor(draw_shape(rng, label, 64), cv2.COLOR_RGB2BGR)
+            cv2.imwrite(str(images / f"{wnid}_{i}.JPEG"), bgr)
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
+    (root / "val" / "images").mkdir(parents=True)
+    lines = []
+    for i in range(val):
+        label = len(wnids) - 1 - i % len(wnids)
+        bgr = cv2.cvtColor(draw_shape(rng, label, 64), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(root / "val" / "images" / f"val_{i}.JPEG"), bgr)
+        lines.append(f"val_{i}.JPEG\t{wnids[label]}\t1\t2\t60\t61\n")
+    (root / "val" / "val_annotations.txt").write_text("".join(lines))
+    return root

@@ -16,10 +16,8 @@ from backbones.pretrain.data import (
     TrainDataset,
     collate_train,
     pixel_mean_image,
-    read_cifar10,
-    read_imagefolder,
-    read_splits,
 )
+from backbones.pretrain.readers import read_cifar10, read_imagefolder, read_splits
 from backbones.pretrain.task import skip_bad_images
 from engine.errors import DataWarning, UserError
 from engine.images import BadImagePolicy, decode_image

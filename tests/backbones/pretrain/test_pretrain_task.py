@@ -10,8 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from backbones.config import BackboneConfig
-from backbones.pretrain.data import ClassificationData
 from backbones.pretrain.evaluation import count_topk_wrong, evaluate, score_views
+from backbones.pretrain.readers import ClassificationData
 from backbones.pretrain.task import build_classifier
 from backbones.pretrain.transforms import eval_views
 from engine.errors import UserError
