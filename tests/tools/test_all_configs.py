@@ -13,20 +13,28 @@ from detection.config import load_config
 from detection.modeling.build import build_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-# configs/mini: the miniature VGG-16 vs ResNet-101 comparison, both stages side by side
+# configs/mini: the miniature comparisons (CIFAR-10 JPEGs / Tiny ImageNet pretraining, then
+# detection), both stages side by side
 MINI_DETECTION = [
     CONFIGS / "mini/_raccoon_detector.yaml",
     *(CONFIGS / "mini").glob("faster_rcnn_*"),
 ]
 DETECTION = sorted([*(CONFIGS / "detection").glob("*.yaml"), *MINI_DETECTION])
 PRETRAIN = sorted(
-    [*(CONFIGS / "pretrain").glob("*.yaml"), *(CONFIGS / "mini").glob("*cifar10jpg.yaml")]
+    [
+        *(CONFIGS / "pretrain").glob("*.yaml"),
+        *(CONFIGS / "mini").glob("*cifar10jpg.yaml"),
+        *(CONFIGS / "mini").glob("*tinyimagenet.yaml"),
+    ]
 )
 
 
 def test_every_mini_config_is_tested():
     assert {*DETECTION, *PRETRAIN} >= set((CONFIGS / "mini").glob("*.yaml"))
-    assert len(set((CONFIGS / "mini").glob("*.yaml"))) == 6
+    tiny = {p.stem for p in (CONFIGS / "mini").glob("*_w16_tinyimagenet.yaml")}
+    assert tiny == {
+        f"{net}_w16_tinyimagenet" for net in ("vgg16", "resnet18", "resnet50", "resnet101")
+    }
 
 
 def test_the_paper_runs_are_all_there():
