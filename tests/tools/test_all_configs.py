@@ -17,6 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # detection), both stages side by side
 MINI_DETECTION = [
     CONFIGS / "mini/_raccoon_detector.yaml",
+    CONFIGS / "mini/_bccd_detector.yaml",
     *(CONFIGS / "mini").glob("faster_rcnn_*"),
 ]
 DETECTION = sorted([*(CONFIGS / "detection").glob("*.yaml"), *MINI_DETECTION])
