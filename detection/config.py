@@ -201,6 +201,48 @@ def load_config(path: str | os.PathLike[str] | None, overrides: Sequence[str] = 
     """A detection config from YAML (or the defaults) and ``--set`` overrides, all checked.
 
     Raises:
-        UserError: unknown key, wrong type, bad choice, missing file or malformed YAML.
+        UserError: unknown key, wrong type, bad choice, missing file or malformed YAML, or,
+            with VOC metrics, a class name that cannot name a file (:func:`check_class_names`).
     """
-    return engine_config.load_config(Config, path, overrides)
+    cfg = engine_config.load_config(Config, path, overrides)
+    check_class_names(cfg.data.class_names, "key 'data.class_names'", cfg.test.metrics)
+    return cfg
+
+
+MAX_CLASS_NAME_BYTES = 200  # comp4_det_<split>_<name>.txt stays within the 255-byte limit
+
+
+def check_class_names(names: Sequence[str], where: str, metrics: Sequence[str]) -> None:
+    """Refuse class names that cannot name a VOC result file, or that repeat, when the VOC
+    metrics write such files.
+
+    ``test.metrics`` voc07 / voc write ``voc_results/comp4_det_<split>_<name>.txt`` per class
+    at the end of training: a ``/``, ``\\``, control character, ``.`` / ``..``, an empty name
+    or one over 200 bytes would fail there, after the whole run (or write outside
+    ``voc_results``), and a repeated name would merge two classes' detections.
+    ``"traffic light"`` is fine; with ``coco`` alone (torchvision's ``N/A`` placeholders) any
+    name is.
+
+    Args:
+        names: class names in label order.
+        where: the key or file they come from, for the message.
+        metrics: the ``test.metrics`` in force.
+
+    Raises:
+        UserError: naming ``where`` and the first such name.
+    """
+    from engine.errors import UserError
+    from engine.paths import unsafe_name_reason
+
+    voc = [metric for metric in metrics if metric in ("voc07", "voc")]
+    for k, name in enumerate(names if voc else ()):
+        reason = unsafe_name_reason(name)
+        if reason is None and len(name.encode()) > MAX_CLASS_NAME_BYTES:
+            reason = f"is longer than {MAX_CLASS_NAME_BYTES} bytes"
+        if reason is None and name in names[:k]:
+            reason = "is listed twice"
+        if reason is not None:
+            raise UserError(
+                f"{where}: {name!r} {reason}; expected a class name that can name a file of its "
+                f"own (test.metrics {voc[0]} writes voc_results/comp4_det_<split>_<name>.txt)"
+            )

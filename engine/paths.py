@@ -30,6 +30,8 @@ def unsafe_name_reason(name: str, nested: bool = False) -> str | None:
     parts = PurePosixPath(name).parts
     if name.startswith("/"):
         return "is an absolute path"
+    if name in (".", ".."):  # no parts at all for "." (PurePosixPath drops it)
+        return "holds a '.' or '..' part"
     if not nested and len(parts) != 1:
         return "holds a '/'"
     if any(part in (".", "..") for part in name.split("/")):

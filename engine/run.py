@@ -129,11 +129,13 @@ def _train(task: Task, out: Path, resume: bool, device: torch.device) -> dict[st
     scaler = make_grad_scaler(amp, device)
     checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
     start = _resume(checkpointer) if resume else 0
+    # the training data is read before config.yaml is written: a bad data.train path then
+    # leaves the folder as it was, not "holding a run" the rerun must --restart
+    batches = task.train_batches(batch, start)
     if dist.is_main():
         if resume:
             warn_changed_schedule(out / "config.yaml", cfg)
         save_config(cfg, out / "config.yaml")
-    batches = task.train_batches(batch, start)
     logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
                            tensorboard=cfg.tensorboard)  # fmt: skip
     try:

@@ -5,7 +5,8 @@ visualize_data, MMDetection's browse_dataset).
     resdet browse --config C --split test --out DIR --max-images 20
 
 Reads the config's ``data.<split>`` exactly as training does (records in original pixels,
-after box cleaning) and writes one JPEG per image into ``--out``.
+after box cleaning) and writes one JPEG per image into ``--out``, named by its image id; an id
+that would name a file outside ``--out`` is refused (the readers refuse those already).
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ def run(args: argparse.Namespace) -> int:
     from detection.data.build import load_dataset_records, resolve_class_names
     from detection.visualize import draw_ground_truth
     from engine.images import decode_image
+    from engine.io import atomic_write_bytes
+    from engine.paths import child_path
 
     cfg = load_config(args.config, args.overrides)
     names = resolve_class_names(cfg)
     records = load_dataset_records(getattr(cfg.data, args.split), names, f"data.{args.split}")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for record in records[: max(args.max_images, 0)]:
+    shown = records[: max(args.max_images, 0)]
+    paths = [child_path(out, f"{r.image_id}.jpg", f"data.{args.split} image id") for r in shown]
+    for record, path in zip(shown, paths, strict=True):
         image = decode_image(record.path)
         drawn = draw_ground_truth(image, record.boxes, record.labels, record.ignore, names)
-        cv2.imwrite(str(out / f"{record.image_id}.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    shown = min(len(records), max(args.max_images, 0))
-    print(f"{shown} of {len(records)} images of data.{args.split} drawn in {out}")
+        encoded = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))[1]
+        atomic_write_bytes(path, encoded.tobytes())  # one line on a full disk or a file in the way
+    print(f"{len(shown)} of {len(records)} images of data.{args.split} drawn in {out}")
     return 0

@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _pick_test_images(data: Path, folder: Path, count: int = 6) -> None:
     """Link the first test images into one folder for `resdet infer`."""
+    from detection.data.voc import read_split_file  # its ids are checked file names
+
     folder.mkdir(parents=True, exist_ok=True)
-    ids = (data / "VOC2007/ImageSets/Main/test.txt").read_text().split()[:count]
+    ids = read_split_file(str(data / "VOC2007/ImageSets/Main/test.txt"))[:count]
     for image_id in ids:
         link = folder / f"{image_id}.jpg"
         if not link.exists():

@@ -4,7 +4,10 @@
     resdet split-dataset ROOT --fractions trainval=0.9,test=0.1 --seed 1 --out splits/
 
 Writes ``<name>.txt`` (one annotation stem per line, sorted) for every fraction into
-``ROOT/ImageSets/Main`` (or ``--out``); the same seed always gives the same split. A detection
+``ROOT/ImageSets/Main`` (or ``--out``); the same seed always gives the same split. Every id
+written is one the reader reads back: an annotation whose name holds a space or whose XML does
+not parse is refused (one line naming it) before anything is written, and a fraction name must
+be a file name (``../x`` is refused). A detection
 config then reads the folder as it is: ``data.train: {format: voc, root: ROOT, image_dir:
 images, ann_dir: annotations, splits: [train]}`` (and ``split_dir: DIR`` for ``--out DIR``).
 """
@@ -41,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     ids = annotation_ids(os.path.join(args.root, args.ann_dir))
     parts = split_ids(ids, fractions, args.seed)
     out = Path(args.out) if args.out else Path(args.root) / "ImageSets" / "Main"
-    for path in write_split_files(out, parts, args.force):
-        print(f"{path}: {len(parts[path.stem])} images")
+    for path, ids in zip(write_split_files(out, parts, args.force), parts.values(), strict=True):
+        print(f"{path}: {len(ids)} images")
     return 0

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
-from detection.config import Config, DatasetConfig, InputConfig, TestConfig
+from detection.config import Config, DatasetConfig, InputConfig, TestConfig, check_class_names
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
 from detection.data.loader import DetectionDataset, DetectionLoader, collate_detection
 from detection.data.transforms import TestTransform, TrainTransform
@@ -38,15 +38,21 @@ def resolve_class_names(cfg: Config) -> list[str]:
     (the test file is read first: it is the smaller one).
 
     Raises:
-        UserError: nothing to resolve them from.
+        UserError: nothing to resolve them from, or, with VOC metrics, a name that cannot name
+            its VOC result file (:func:`~detection.config.check_class_names`; a COCO
+            category's names the JSON).
     """
     if cfg.data.class_names:
+        check_class_names(cfg.data.class_names, "key 'data.class_names'", cfg.test.metrics)
         return list(cfg.data.class_names)
     for ds in (cfg.data.test, cfg.data.train):
         if ds.format == "voc" and ds.root:
             return list(VOC_CLASSES)
         if ds.format == "coco" and ds.ann_file:
-            return read_coco_meta(resolve_ann_file(ds.root, ds.ann_file)).class_names
+            ann_file = resolve_ann_file(ds.root, ds.ann_file)
+            names = read_coco_meta(ann_file).class_names
+            check_class_names(names, f"{ann_file}: categories", cfg.test.metrics)
+            return names
     raise UserError(
         "data.class_names is empty and neither data.test nor data.train names a VOC root or "
         "a COCO ann_file to take the class names from"

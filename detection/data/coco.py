@@ -12,11 +12,14 @@ Conventions:
   builders drop images without a non-ignored box from training unless ``include_empty``.
 * Boxes reaching outside the image are clipped and boxes with no area dropped, with one
   counted warning per file.
-* ``image_id`` is the JSON's integer id; the image is ``<image root>/<file_name>``.
+* ``image_id`` is the JSON's integer id; the image is ``<image root>/<file_name>``, where
+  ``file_name`` may hold sub-folders (``train/0001.jpg``) but never ``..`` or an absolute
+  path: no file outside the image root is ever opened.
 
 Bad input raises :class:`UserError` naming the file: missing or malformed JSON, a missing
 ``images``/``categories`` list, an entry that is not an object, an image id that is not an
-integer or appears twice, a width or height that is not a positive integer, an annotation of
+integer or appears twice, a ``file_name`` that is not a string or leaves the image root
+(``../x.jpg``, ``/etc/x``), a width or height that is not a positive integer, an annotation of
 an unknown image or category, a bbox that is not four finite numbers, a category name missing
 from ``class_names``.
 """
@@ -36,6 +39,7 @@ from detection.data.cleaning import BoxCleaner
 from detection.structures import ImageRecord
 from engine.errors import UserError
 from engine.io import is_json_integer, read_json
+from engine.paths import child_path
 
 __all__ = ["CocoMeta", "coco_image_root", "load_coco", "read_coco_meta", "resolve_ann_file"]
 
@@ -83,14 +87,26 @@ def load_coco(
     cleaner = BoxCleaner(ann_file)
     cat_to_label = meta.category_id_to_label
     records = []
-    for image in data["images"]:
-        path = os.path.join(image_root, str(image["file_name"]))
+    for k, image in enumerate(data["images"]):
+        path = image_path(image_root, image["file_name"], f"{ann_file}: images[{k}] file_name")
         if check_images and not os.path.isfile(path):
             raise UserError(f"{path}: image file not found (listed in {ann_file})")
         anns = per_image.get(image["id"], [])
         records.append(_record(image, path, anns, cat_to_label, ann_file, cleaner))
     cleaner.warn()
     return records, meta
+
+
+def image_path(image_root: str, file_name: object, where: str) -> str:
+    """``image_root/file_name``, sub-folders allowed, refused when it would leave the root.
+
+    Raises:
+        UserError: naming ``where``: ``file_name`` is not a string, is absolute, holds ``..``,
+            a backslash or a control character.
+    """
+    if not isinstance(file_name, str):
+        raise UserError(f"{where}: {file_name!r} is not a string; expected a file name")
+    return str(child_path(image_root, file_name, where, nested=True))
 
 
 def read_coco_meta(ann_file: str, class_names: Sequence[str] | None = None) -> CocoMeta:

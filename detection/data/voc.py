@@ -17,7 +17,10 @@ Conventions:
   counted warning per split (:class:`~detection.data.cleaning.BoxCleaner`).
 
 Bad input raises :class:`UserError` naming the file: a missing split or annotation file, an
-empty split file, XML that does not parse or lacks a box coordinate, an unknown class name.
+empty split file, an id that is not a plain file name (``../../outside/evil``, ``/etc/x``: named
+with the split file and line, so no file outside ``root`` is ever opened), XML that does not
+parse or lacks a box coordinate, an unknown class name. Of an XML's ``<filename>`` only the last
+part is used (tools write the labelling machine's path there), so it stays in the image folder.
 Images are not opened here (a tree of annotations alone, as ``resdet score`` reads, is fine)
 unless ``check_images=True``; a missing or corrupt image is otherwise reported by the loader.
 
@@ -30,6 +33,7 @@ The config form (``data.train.root`` + ``data.train.splits``) is :func:`load_voc
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ from detection.data.cleaning import BoxCleaner
 from detection.structures import ImageRecord
 from engine.errors import UserError
 from engine.io import read_text
+from engine.paths import child_path, unsafe_name_reason
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -48,9 +53,10 @@ VOC_CLASSES = [
     "train", "tvmonitor",
 ]  # fmt: skip
 
-__all__ = ["VOC_CLASSES", "load_voc", "load_voc_splits", "read_split_file"]
+__all__ = ["VOC_CLASSES", "load_voc", "load_voc_splits", "read_split_file", "split_id_reason"]
 
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
+SPLIT_ID_EXPECTED = "expected an image id: the stem of a file in the annotation folder"
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -94,9 +100,10 @@ def load_voc(
     class_to_label = {name: i for i, name in enumerate(class_names)}
     cleaner = BoxCleaner(split_file)
     image_dir = os.path.join(root, layout.image_dir)
+    ann_dir = os.path.join(root, layout.ann_dir)
     records = []
     for image_id in image_ids:
-        xml_path = os.path.join(root, layout.ann_dir, f"{image_id}.xml")
+        xml_path = str(child_path(ann_dir, f"{image_id}.xml", split_file))
         tree = _read_xml(xml_path, split_file)
         image_path = find_image(image_dir, image_id, tree.findtext("filename"))
         if check_images and not os.path.isfile(image_path):
@@ -108,15 +115,23 @@ def load_voc(
 
 def find_image(image_dir: str, image_id: str, filename: str | None) -> str:
     """The image of an annotation: its ``<filename>`` if that file exists, else ``<id>`` with
-    the first extension that exists, else ``<id>.jpg`` (reported missing by the loader)."""
-    candidates = [os.path.basename(filename.strip())] if filename and filename.strip() else []
+    the first extension that exists, else ``<id>.jpg`` (reported missing by the loader).
+
+    Only the last part of ``<filename>`` counts (``C:\\photos\\a.jpg`` -> ``a.jpg``), and not
+    at all when that is ``..`` or empty: the image is always a file of ``image_dir``.
+
+    Raises:
+        UserError: ``image_id`` is not a plain file name (``read_split_file`` refuses those).
+    """
+    last_part = re.split(r"[\\/]", filename.strip())[-1] if filename else ""
+    candidates = [last_part] if unsafe_name_reason(last_part) is None else []
     candidates += [image_id + ext for ext in IMAGE_EXTENSIONS]
     candidates += [image_id + ext.upper() for ext in IMAGE_EXTENSIONS]
     for name in candidates:
-        path = os.path.join(image_dir, name)
+        path = str(child_path(image_dir, name, f"image {image_id!r}"))
         if os.path.isfile(path):
             return path
-    return os.path.join(image_dir, f"{image_id}.jpg")
+    return str(child_path(image_dir, f"{image_id}.jpg", f"image {image_id!r}"))
 
 
 def load_voc_splits(
@@ -174,18 +189,40 @@ def read_split_file(path: str) -> list[str]:
     """Image ids of a VOC split file, one per line (blank lines ignored).
 
     Raises:
-        UserError: the file is missing or lists no image.
+        UserError: the file is missing or lists no image, or an id is not a plain file name
+            (see :func:`split_id_reason`; the message names the file and the line).
     """
     if not os.path.isfile(path):
         folder = os.path.dirname(path)
         known = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".txt"))[:20]
         hint = f" (found: {', '.join(known)})" if os.path.isdir(folder) and known else ""
         raise UserError(f"{path}: split file not found{hint}")
-    # class-specific split files have a second column (" 1"/"-1"); the id comes first
-    ids = [line.split()[0] for line in read_text(path, "split file").splitlines() if line.strip()]
+    ids = []
+    for number, line in enumerate(read_text(path, "split file").split("\n"), 1):
+        if not line.strip():
+            continue
+        # class-specific split files have a second column (" 1"/"-1"); the id comes first
+        image_id = line.split()[0]
+        reason = split_id_reason(image_id)
+        if reason is not None:
+            raise UserError(f"{path}:{number}: {image_id!r} {reason}; {SPLIT_ID_EXPECTED}")
+        ids.append(image_id)
     if not ids:
         raise UserError(f"{path}: split file lists no images")
     return ids
+
+
+def split_id_reason(image_id: str) -> str | None:
+    """Why ``image_id`` cannot be a line of a split file (None when it can).
+
+    An id names ``<ann_dir>/<id>.xml`` and, by default, ``<image_dir>/<id>.jpg``, so it must be
+    a plain file name (no ``/``, ``\\``, ``..``, control character); and split files separate
+    columns by white space, so it cannot hold any.
+    """
+    reason = unsafe_name_reason(image_id)
+    if reason is None and any(c.isspace() for c in image_id):
+        reason = "holds a space (split files separate columns by spaces)"
+    return reason
 
 
 def _read_xml(xml_path: str, split_file: str) -> ET.Element:

@@ -100,7 +100,7 @@ def draw_pr_curves(payload: dict[str, Any]) -> Figure:
     for ax, (name, entry) in zip(axes, classes.items()):
         ap = "no objects" if entry["ap"] is None else f"AP {100 * entry['ap']:.1f}"
         ax.plot(entry["recall"], entry["precision"], color="C0", lw=1.5)
-        ax.set_title(f"{name}: {ap}", fontsize=10)
+        ax.set_title(f"{name}: {ap}", fontsize=10, parse_math=False)  # "$x$" is a name
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)

@@ -21,6 +21,7 @@ from detection.evaluation.voc import ClassDetections, to_voc_boxes
 from detection.structures import Detections
 from engine.errors import UserError
 from engine.io import atomic_write_text, is_json_integer, is_json_number, read_json
+from engine.paths import child_path
 
 VOC_RESULT_PREFIX = "comp4_det_"
 VOC_SERVER_DIR = "results/VOC2012/Main"  # layout inside the tarball the VOC2012 server takes
@@ -88,14 +89,16 @@ def write_voc_results(
 
 
 def write_voc_lines(out_dir: str | Path, split: str, lines: dict[str, list[str]]) -> list[Path]:
-    """Writes already formatted devkit lines, one file per class."""
+    """Writes already formatted devkit lines, one file per class, atomically.
+
+    Raises:
+        UserError: a class or split name that would not name a file in ``out_dir`` (the config
+            check refuses such class names first), or the folder cannot be written.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, class_lines in lines.items():
-        path = out / voc_result_filename(split, name)
-        path.write_text("".join(line + "\n" for line in class_lines))
-        paths.append(path)
+    paths = [child_path(out, voc_result_filename(split, name), "class name") for name in lines]
+    for path, class_lines in zip(paths, lines.values(), strict=True):
+        atomic_write_text(path, "".join(line + "\n" for line in class_lines))
     return paths
 
 

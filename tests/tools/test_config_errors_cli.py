@@ -56,3 +56,18 @@ def test_frozen_bn_from_scratch_is_refused_before_training(tmp_path: Path):
     assert result.stderr.startswith("resdet train: error: model.backbone.norm is frozen_bn but ")
     assert "--set model.backbone.norm=bn" in result.stderr
     assert not out.exists()  # refused before the run claimed its folder
+
+
+def test_a_class_name_that_cannot_name_a_file_is_refused_before_training(tmp_path: Path):
+    # it would have trained to the end, then failed writing voc_results/comp4_det_test_a/b.txt
+    config = str(ROOT / "configs" / "detection" / "quickstart.yaml")
+    out = tmp_path / "run"
+    result = resdet("train", "--config", config, "--set", f"output_dir={out}",
+                    "data.class_names=[circle, square, triangle, star, a/b]")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        "resdet train: error: key 'data.class_names': 'a/b' holds a '/'; expected a class name "
+        "that can name a file of its own (test.metrics voc07 writes "
+        "voc_results/comp4_det_<split>_<name>.txt)\n"
+    )
+    assert not out.exists()

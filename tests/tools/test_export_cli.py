@@ -13,8 +13,6 @@ from detection.predictor import Predictor
 from engine.images import decode_image
 from tools.cli import main
 
-PHOTOS = Path(__file__).resolve().parents[1] / "data" / "raccoon" / "images"
-
 
 def export(run: Path, out: Path, *extra: str) -> int:
     config, weights = run / "config.yaml", run / "model_final.pth"
@@ -24,7 +22,7 @@ def export(run: Path, out: Path, *extra: str) -> int:
 
 
 def test_export_of_the_trained_run_gives_the_predictors_detections(
-    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: Path, raccoon_photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "sub" / "model.onnx"
     assert export(trained, out, "--opset", "17") == 0
@@ -32,7 +30,7 @@ def test_export_of_the_trained_run_gives_the_predictors_detections(
     cfg = load_config(trained / "config.yaml")
     onnx, ours = OnnxPredictor(out, cfg.input), Predictor(cfg, str(trained / "model_final.pth"))
     for name in ("raccoon-110.jpg", "raccoon-150.jpg"):  # two input sizes
-        image = decode_image(str(PHOTOS / name))
+        image = decode_image(str(raccoon_photos / "images" / name))
         a, b = onnx(image), ours(image)
         assert len(a) == len(b) > 0
         torch.testing.assert_close(a.boxes, b.boxes, atol=0.01, rtol=0)

@@ -1,4 +1,4 @@
-"""Real photos end to end (tests/data/raccoon): a few training iterations, evaluation,
+"""Real photos end to end (../shared/data/raccoon): a few training iterations, evaluation,
 Predictor, and a truncated JPEG met by the same bad-image policy in both pipelines."""
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from engine.errors import DataWarning
 from engine.images import decode_image
 from tools.cli import main
 
-RACCOON = Path(__file__).resolve().parents[1] / "data" / "raccoon"
-
 
 @pytest.fixture
-def raccoon(tmp_path: Path) -> Path:
+def raccoon(raccoon_photos: Path, tmp_path: Path) -> Path:
+    """A writable copy of the twelve photos with split files made by `resdet split-dataset`."""
     root = tmp_path / "raccoon"
-    shutil.copytree(RACCOON, root)
+    shutil.copytree(raccoon_photos, root)
     assert main(["split-dataset", str(root), "--ann-dir", "annotations",
                  "--fractions", "train=0.75,test=0.25"]) == 0  # fmt: skip
     return root

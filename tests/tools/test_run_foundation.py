@@ -26,6 +26,22 @@ def test_a_bad_test_split_fails_before_training(shapes_voc: Path, tmp_path, caps
     )
     assert time.perf_counter() - start < 30  # seconds, not a training run
     assert not (out / "metrics.jsonl").exists() and not list(out.glob("checkpoint_*.pth"))
+    assert not (out / "config.yaml").exists()
+
+
+def test_a_bad_training_path_leaves_the_folder_free_for_the_corrected_run(
+    shapes_voc: Path, tmp_path, capsys
+) -> None:
+    out, absent = tmp_path / "run", tmp_path / "absent"
+    argv = ["train", "--config", str(QUICKSTART)]
+    bad = tiny_overrides(shapes_voc, out, **{"data.train.root": absent, "solver.max_iter": 2})
+    assert main([*argv, *bad]) == 2
+    assert capsys.readouterr().err == (
+        f"resdet train: error: data.train.root: folder {absent} not found\n"
+    )
+    assert list(out.iterdir()) == []  # no config.yaml: the rerun is not "a folder with a run"
+    assert main([*argv, *tiny_overrides(shapes_voc, out, **{"solver.max_iter": 2})]) == 0
+    assert (out / "model_final.pth").is_file()
 
 
 def test_list_valued_choices_are_checked_at_load() -> None:

@@ -150,3 +150,48 @@ def test_a_category_without_a_name_is_named(tmp_path: Path) -> None:
     path.write_text(json.dumps({"images": [], "categories": [{"id": 1}]}))
     with pytest.raises(UserError, match=r"categories\[0\] needs an integer 'id' and a 'name'"):
         read_coco_json(path)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "reason"),
+    [
+        ("../outside.jpg", "holds a '.' or '..' part"),
+        ("sub/../../outside.jpg", "holds a '.' or '..' part"),
+        ("/tmp/outside.jpg", "is an absolute path"),
+        ("..\\outside.jpg", "holds a backslash or a drive"),
+        ("", "is empty or has leading/trailing spaces"),
+    ],
+)
+def test_a_file_name_that_leaves_the_image_root_is_refused(
+    coco_tree: Path, file_name: str, reason: str
+) -> None:
+    (coco_tree / "outside.jpg").write_bytes((coco_tree / "images/b.jpg").read_bytes())
+    data = json.loads((coco_tree / "instances_tiny.json").read_text())
+    data["images"][1]["file_name"] = file_name
+    path = coco_tree / "changed.json"
+    path.write_text(json.dumps(data))
+    images = coco_tree / "images"
+    with pytest.raises(UserError) as info:
+        load_coco(str(path), str(images), check_images=True)
+    assert str(info.value) == (
+        f"{path}: images[1] file_name: {file_name!r} {reason}; expected a file name inside {images}"
+    )
+
+
+def test_file_names_may_hold_sub_folders_but_must_be_strings(coco_tree: Path) -> None:
+    (coco_tree / "images/val").mkdir()
+    (coco_tree / "images/b.jpg").rename(coco_tree / "images/val/b.jpg")
+    data = json.loads((coco_tree / "instances_tiny.json").read_text())
+    data["images"][1]["file_name"] = "val/b.jpg"
+    path = coco_tree / "nested.json"
+    path.write_text(json.dumps(data))
+    with pytest.warns(DataWarning):
+        records, _ = load_coco(str(path), str(coco_tree / "images"), check_images=True)
+    assert records[1].path == str(coco_tree / "images/val/b.jpg")
+    data["images"][1]["file_name"] = 5
+    path.write_text(json.dumps(data))
+    with pytest.raises(UserError) as info:
+        load_coco(str(path), str(coco_tree / "images"))
+    assert (
+        str(info.value) == f"{path}: images[1] file_name: 5 is not a string; expected a file name"
+    )

@@ -137,3 +137,25 @@ def test_missing_images_are_dropped_or_an_error(voc_devkit: Path) -> None:
     cfg.data.skip_bad_images = False
     with pytest.warns(DataWarning), pytest.raises(UserError, match=r"000003\.jpg: image file not"):
         build_detection_test_loader(cfg)
+
+
+def test_class_names_that_cannot_name_a_file_are_refused_from_any_source(
+    coco_tree: Path,
+) -> None:
+    ann = coco_tree / "instances_tiny.json"
+    ann.write_text(ann.read_text().replace('"name": "cat"', '"name": "cat/kitten"'))
+    cfg = Config()
+    cfg.data.test.format, cfg.data.test.root = "coco", str(coco_tree)
+    cfg.data.test.ann_file = "instances_tiny.json"
+    with pytest.raises(UserError) as info:
+        resolve_class_names(cfg)  # the preflight's first step: before any training
+    assert str(info.value) == (
+        f"{ann}: categories: 'cat/kitten' holds a '/'; expected a class name that can name a "
+        "file of its own (test.metrics voc07 writes voc_results/comp4_det_<split>_<name>.txt)"
+    )
+    cfg.test.metrics = ["coco"]  # no VOC result files: any name will do
+    assert resolve_class_names(cfg) == ["person", "cat/kitten", "dog"]
+    cfg.test.metrics = ["voc"]
+    cfg.data.class_names = ["a", "..", "b"]  # set in code, not loaded: still checked
+    with pytest.raises(UserError, match=r"^key 'data.class_names': '\.\.' holds a '\.' or"):
+        resolve_class_names(cfg)

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from detection.data.cleaning import DataWarning
-from detection.data.voc import VOC_CLASSES, load_voc, load_voc_splits, read_split_file
+from detection.data.voc import (
+    VOC_CLASSES,
+    load_voc,
+    load_voc_splits,
+    read_split_file,
+    split_id_reason,
+)
 from engine.errors import UserError
 
 DOG, PERSON, CAR, BICYCLE = (VOC_CLASSES.index(n) for n in ("dog", "person", "car", "bicycle"))
@@ -104,3 +110,41 @@ def test_split_config_errors(voc_devkit: Path) -> None:
         load_voc_splits(str(voc_devkit), ["VOC2007/test", "VOC2007/test"])
     with pytest.raises(UserError, match="no VOC splits given"):
         load_voc_splits(str(voc_devkit), [])
+
+
+@pytest.mark.parametrize(
+    ("image_id", "reason"),
+    [
+        ("../../../outside/evil", "holds a '/'"),
+        ("/tmp/evil", "is an absolute path"),
+        ("..", "holds a '.' or '..' part"),
+        ("..\\..\\outside\\evil", "holds a backslash or a drive"),
+        ("C:evil", "holds a backslash or a drive"),
+        ("evil\x01", "holds a control character"),
+    ],
+)
+def test_an_id_that_leaves_the_root_is_refused_with_file_and_line(
+    voc_devkit: Path, image_id: str, reason: str
+) -> None:
+    # a valid annotation where the id points (from Annotations/): opened, it would load
+    outside = voc_devkit.parent / "outside"
+    outside.mkdir()
+    (outside / "evil.xml").write_text((voc_devkit / "VOC2007/Annotations/000001.xml").read_text())
+    split = voc_devkit / "VOC2007/ImageSets/Main/evil.txt"
+    split.write_text(f"000001\n\n{image_id}  1\n")
+    with pytest.raises(UserError) as info:
+        _load(voc_devkit, "evil")
+    assert str(info.value) == (
+        f"{split}:3: {image_id!r} {reason}; expected an image id: the stem of a file in the "
+        "annotation folder"
+    )
+    with pytest.raises(UserError, match=re.escape(f"{split}:3: ")):
+        read_split_file(str(split))  # `resdet submit` reads test.txt through it too
+
+
+def test_an_id_with_a_space_cannot_come_from_a_split_file(voc_devkit: Path) -> None:
+    assert split_id_reason("photo one") == "holds a space (split files separate columns by spaces)"
+    assert split_id_reason("2008_000001") is None and split_id_reason("фото.1") is None
+    split = voc_devkit / "VOC2007/ImageSets/Main/spaced.txt"
+    split.write_text("000001\u00a0x\n")  # a no-break space splits the line as any other
+    assert read_split_file(str(split)) == ["000001"]

@@ -102,3 +102,13 @@ def test_a_malformed_file_is_one_line_naming_it(tmp_path: Path, payload: object,
     with pytest.raises(UserError, match=problem) as info:
         read_pr_curves(path)
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_a_class_name_with_dollars_is_drawn_as_written(tmp_path: Path):
+    # "${$" would be matplotlib mathtext (not valid: an error at the end of training)
+    dets = Detections(torch.tensor([GT_A]), torch.tensor([0.9]), torch.zeros(1, dtype=torch.int64))
+    evaluator = VOCEvaluator(["${$", "b"], "voc07", curves_dir=tmp_path)
+    evaluator.process(two_objects(), [dets])
+    assert evaluator.evaluate()["per_class"]["${$"] == pytest.approx(6 / 11)
+    assert read_pr_curves(tmp_path / PR_CURVES)["classes"]["${$"]["recall"] == [0.5]
+    assert (tmp_path / PR_CURVES_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

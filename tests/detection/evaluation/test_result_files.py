@@ -19,6 +19,7 @@ from detection.evaluation.results import (
     validate_coco_results,
     voc_result_filename,
     write_coco_results,
+    write_voc_lines,
     write_voc_results,
 )
 from detection.structures import Detections
@@ -190,3 +191,25 @@ def test_coco_validation_structure_errors(tmp_path):
 def test_lenient_validation_for_scoring_allows_odd_but_finite_values():
     odd = {**GOOD, "bbox": [0, 0, -1, 5], "score": 3.0}
     assert validate_coco_results([odd], "r", {1}, {3}, strict=False) == [odd]
+
+
+def test_class_names_that_are_file_names_round_trip(tmp_path):
+    names = ["traffic light", "${$", "ünï", "a.b"]  # spaces, dollars (mathtext), accents, dots
+    ids, dets = two_images()
+    dets = [detections([[0, 4, 10, 20]], [0.9], [3]), dets[1]]
+    paths = write_voc_results(tmp_path, "test", ids, dets, names)
+    assert [p.name for p in paths] == [voc_result_filename("test", n) for n in names]
+    read = read_voc_results(tmp_path, "test", names, known_image_ids=set(ids))
+    assert list(read) == names and read["a.b"].image_ids == ["000005"]
+    assert read["${$"].image_ids == ["000007"]
+
+
+def test_a_class_name_that_leaves_the_results_folder_is_refused(tmp_path):
+    out = tmp_path / "voc_results"
+    with pytest.raises(UserError) as info:
+        write_voc_lines(out, "test", {"cat": [], "../../evil": ["000005 0.5 1 2 3 4"]})
+    assert str(info.value) == (
+        "class name: 'comp4_det_test_../../evil.txt' holds a '/'; expected a file name inside "
+        f"{out}"
+    )
+    assert list(tmp_path.iterdir()) == []  # not even the valid class's file
