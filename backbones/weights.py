@@ -27,7 +27,10 @@ into a model that holds a backbone (a detector), pass that submodule:
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,34 +154,32 @@ def load_weights(
     return report
 
 
+TRUST_FLAG = "--trust-weights"  # the command-line flag that sets ``trust`` (never a file)
+
+
 def read_source(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """Read a weights file without running code from it (unless ``trust``).
 
     ``.pth``/``.pt``/other: ``torch.load(weights_only=True)`` (tensors and plain values only).
     ``.pkl`` (MSRA/Detectron blobs): an unpickler that builds only numpy arrays, dicts, lists
     and numbers. A file that needs more (any other class) can run arbitrary code when
-    unpickled, so it is refused unless ``trust`` (config key ``trust_weights``) says it is the
-    user's own.
+    unpickled, so it is refused unless ``trust`` (the ``--trust-weights`` flag of the person
+    running the command, never a config file) says it is the user's own.
 
     Raises:
-        UserError: missing, unreadable or untrusted file, or one that holds no dict.
+        UserError: missing, unreadable or untrusted file, or one that holds no dict; the flag
+            is suggested only for a pickle that names a class the safe readers refuse.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {str(path)!r} does not exist")
     try:
         state = _unpickle(path, trust)
-    except pickle.UnpicklingError as exc:
-        raise UserError(
-            f"weights file {str(path)!r} holds more than tensors and plain values "
-            f"({_refused_global(exc)}); unpickling it could run code from the file: if you made "
-            "it, --set trust_weights=true"
-        ) from None
-    except (EOFError, RuntimeError, ValueError, OSError, IndexError, KeyError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(
-            f"weights file {str(path)!r} is not a readable checkpoint: {first}"
-        ) from None
+    except (
+        pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError, IndexError,
+        KeyError, TypeError, AttributeError, ImportError,
+    ) as exc:  # fmt: skip
+        raise _unreadable(path, exc, trust) from None
     if not isinstance(state, dict):
         raise UserError(
             f"weights file {str(path)!r} holds a {type(state).__name__}; expected a state dict"
@@ -186,10 +187,70 @@ def read_source(path: str | Path, trust: bool = False) -> dict[str, Any]:
     return state
 
 
-def _refused_global(exc: Exception) -> str:
+def _unreadable(path: Path, exc: Exception, trust: bool) -> UserError:
+    """The one-line error for a weights file the loader failed on: refused (a pickled class
+    that could run code: name it and the flag) or simply not a checkpoint (no flag)."""
+    refused = None if trust else (_refused_global(exc) or _foreign_global(path))
+    if refused:
+        return UserError(
+            f"weights file {str(path)!r} holds more than tensors and plain values ({refused}); "
+            f"unpickling it could run code from the file: if you made it, {TRUST_FLAG}"
+        )
+    return UserError(f"weights file {str(path)!r} is not a readable checkpoint: {_reason(exc)}")
+
+
+def _refused_global(exc: Exception) -> str | None:
     """The class the safe unpickler refused, from torch's (many-line) message or ours."""
     found = re.search(r"(?:global: GLOBAL|unsupported GLOBAL|refused to load) ([\w.]+)", str(exc))
-    return f"{found.group(1)}" if found else "not a plain checkpoint"
+    return found.group(1) if found else None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a file could not be read, in one line, without torch's advice to load it with
+    ``weights_only=False`` (that would run whatever code the file holds)."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    line = found.group(1) if found else next((t for t in text.splitlines() if t.strip()), "")
+    if "weights_only" in line or not line:
+        return f"not a PyTorch checkpoint or pickle ({type(exc).__name__})"
+    return line.strip()
+
+
+def _foreign_global(path: Path) -> str | None:
+    """The first class (``module.name``) outside torch's and numpy's safe set that the
+    file's pickle names, when the file is a well-formed pickle (a PyTorch zip's
+    ``data.pkl``, or the file itself); None for anything else, e.g. random bytes."""
+    try:
+        data = _pickle_bytes(path)
+        names = _pickled_globals(data)
+    except Exception:  # not a well-formed pickle: nothing to trust
+        return None
+    safe = {f"{m}.{n}" for m, n in _SAFE_PICKLE_GLOBALS}
+    return next((n for n in names if n not in safe and not n.startswith("torch.")), None)
+
+
+def _pickle_bytes(path: Path) -> bytes:
+    """The pickle stream of a weights file: a PyTorch zip's ``data.pkl`` or the whole file."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            return archive.read(name)
+    return path.read_bytes()
+
+
+def _pickled_globals(data: bytes) -> list[str]:
+    """``module.name`` of every class a pickle stream names (GLOBAL, STACK_GLOBAL, INST);
+    raises if the stream up to its STOP is not a well-formed pickle."""
+    names: list[str] = []
+    strings: list[str] = []  # STACK_GLOBAL takes its module and name from the last two pushed
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("GLOBAL", "INST"):
+            names.append(str(arg).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL":
+            names.append(".".join(strings[-2:]) if len(strings) >= 2 else "a pickled class")
+        elif isinstance(arg, str):
+            strings.append(arg)
+    return names
 
 
 # what a Detectron / MSRA blob file may contain: numpy arrays and Python containers
@@ -212,7 +273,9 @@ class _BlobUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path, trust: bool) -> Any:
     if path.suffix not in (".pkl", ".pickle"):
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # torch's many-line note on a raw pickle's protocol
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=not trust)
     with path.open("rb") as f:  # Detectron's blobs are Python 2 pickles: latin1
         if trust:
             return pickle.load(f, encoding="latin1")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from backbones.config import BackboneConfig
 from engine import config as engine_config
-from engine.config import RunConfig, SolverConfig, at_least, choices
+from engine.config import MAX_IMAGE_SIDE, RunConfig, SolverConfig, at_least, between, choices
 
 PRECISIONS = ("fp32", "bf16")  # test.precision, and the Predictor's precision argument
 
@@ -38,23 +38,29 @@ class DatasetConfig:
 @dataclass
 class AnchorConfig:
     sizes: list[list[float]] = field(  # anchor sizes (sqrt of area, input px), one list per level
-        default_factory=lambda: [[128.0, 256.0, 512.0]]
+        default_factory=lambda: [[128.0, 256.0, 512.0]], metadata=between(1, MAX_IMAGE_SIDE)
     )
     aspect_ratios: list[float] = field(  # height / width ratios, shared by every level
-        default_factory=lambda: [0.5, 1.0, 2.0]
+        default_factory=lambda: [0.5, 1.0, 2.0], metadata=between(0.001, 1000)
     )
-    offset: float = 0.0  # anchor centre offset in units of the stride (0.0 or 0.5)
+    offset: float = field(  # anchor centre offset in units of the stride (0.0 or 0.5)
+        default=0.0, metadata=between(0, 1)
+    )
 
 
 @dataclass
 class RPNConfig:
     in_features: list[str] = field(default_factory=lambda: ["c4"])  # feature maps the RPN sees
     iou_thresholds: list[float] = field(  # below the first: negative; at/above the second: positive
-        default_factory=lambda: [0.3, 0.7]
+        default_factory=lambda: [0.3, 0.7], metadata=between(0, 1)
     )
     allow_low_quality_matches: bool = True  # each GT's best anchor is positive too
-    batch_size_per_image: int = 256  # anchors sampled per image for the loss
-    positive_fraction: float = 0.5  # at most this share of the sample is positive
+    batch_size_per_image: int = field(  # anchors sampled per image for the loss
+        default=256, metadata=at_least(1)
+    )
+    positive_fraction: float = field(  # at most this share of the sample is positive
+        default=0.5, metadata=between(0, 1)
+    )
     bbox_reg_weights: list[float] = field(  # box-coder weights (wx, wy, ww, wh)
         default_factory=lambda: [1.0, 1.0, 1.0, 1.0]
     )
@@ -65,16 +71,28 @@ class RPNConfig:
     post_nms_topk_train: int = 2000  # proposals kept after NMS, training
     pre_nms_topk_test: int = 6000  # proposals kept before NMS (per level for FPN), testing
     post_nms_topk_test: int = 300  # proposals kept after NMS, testing (the paper: 300)
-    nms_thresh: float = 0.7  # NMS IoU threshold for proposals
-    min_size: float = 0.0  # drop proposals smaller than this (input pixels)
+    nms_thresh: float = field(  # NMS IoU threshold for proposals
+        default=0.7, metadata=between(0, 1)
+    )
+    min_size: float = field(  # drop proposals smaller than this (input pixels)
+        default=0.0, metadata=at_least(0)
+    )
 
 
 @dataclass
 class ROIHeadsConfig:
-    batch_size_per_image: int = 128  # RoIs sampled per image for the loss
-    positive_fraction: float = 0.25  # at most this share of the sample is foreground
-    iou_threshold: float = 0.5  # IoU with a GT at or above which a RoI is foreground
-    bg_iou_low: float = 0.0  # RoIs with IoU in [bg_iou_low, iou_threshold) are background
+    batch_size_per_image: int = field(  # RoIs sampled per image for the loss
+        default=128, metadata=at_least(1)
+    )
+    positive_fraction: float = field(  # at most this share of the sample is foreground
+        default=0.25, metadata=between(0, 1)
+    )
+    iou_threshold: float = field(  # IoU with a GT at or above which a RoI is foreground
+        default=0.5, metadata=between(0, 1)
+    )
+    bg_iou_low: float = field(  # RoIs with IoU in [bg_iou_low, iou_threshold) are background
+        default=0.0, metadata=between(0, 1)
+    )
     add_gt_as_proposals: bool = True  # append the GT boxes to the proposals when training
     pooler_type: str = field(default="roi_pool", metadata=choices("roi_pool", "roi_align"))  # op
     pooler_resolution: int = 14  # RoI feature size (14 for C4 then res5 stride 2; 7 for VGG/FPN)
@@ -120,7 +138,9 @@ class DataConfig:
     class_names: list[str] = field(  # class names in label order; [] = VOC's 20 or COCO's cats
         default_factory=list
     )
-    num_workers: int = 2  # DataLoader worker processes per training process
+    num_workers: int = field(  # DataLoader worker processes per training process
+        default=2, metadata=at_least(0)
+    )
     aspect_ratio_grouping: bool = True  # batch landscape and portrait images apart
     skip_bad_images: bool = True  # a corrupt image is skipped with a warning (False: error)
 
@@ -128,11 +148,17 @@ class DataConfig:
 @dataclass
 class InputConfig:
     min_size_train: list[int] = field(  # shorter side when training, one picked per image
-        default_factory=lambda: [600], metadata=at_least(1, nonempty=True)
+        default_factory=lambda: [600], metadata=between(1, MAX_IMAGE_SIDE, nonempty=True)
     )
-    max_size_train: int = 1000  # cap on the longer side when training
-    min_size_test: int = 600  # shorter side when testing
-    max_size_test: int = 1000  # cap on the longer side when testing
+    max_size_train: int = field(  # cap on the longer side when training
+        default=1000, metadata=between(1, MAX_IMAGE_SIDE)
+    )
+    min_size_test: int = field(  # shorter side when testing
+        default=600, metadata=between(1, MAX_IMAGE_SIDE)
+    )
+    max_size_test: int = field(  # cap on the longer side when testing
+        default=1000, metadata=between(1, MAX_IMAGE_SIDE)
+    )
     format: str = field(default="BGR", metadata=choices("BGR", "RGB"))  # channel order fed in
     pixel_mean: list[float] = field(  # per-channel mean in `format` order, 0..255 scale
         default_factory=lambda: [102.9801, 115.9465, 122.7717]
@@ -140,9 +166,15 @@ class InputConfig:
     pixel_std: list[float] = field(  # per-channel std in `format` order, 0..255 scale
         default_factory=lambda: [1.0, 1.0, 1.0]
     )
-    flip_prob: float = 0.5  # probability of a horizontal flip when training
-    color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength; 0 = off
-    size_divisibility: int = 32  # pad batches to a multiple of this
+    flip_prob: float = field(  # probability of a horizontal flip when training
+        default=0.5, metadata=between(0, 1)
+    )
+    color_jitter: float = field(  # brightness/contrast/saturation jitter strength; 0 = off
+        default=0.0, metadata=between(0, 1)
+    )
+    size_divisibility: int = field(  # pad batches to a multiple of this
+        default=32, metadata=at_least(1)
+    )
     reduced_decode: bool = True  # JPEGs shrunk >= 2x decode at 1/2, 1/4 or 1/8 scale (faster)
 
 
@@ -154,28 +186,36 @@ class TestConfig:
     metrics: list[str] = field(  # evaluators: voc07 (11-point), voc (area), coco (mAP@[.5,.95])
         default_factory=lambda: ["voc07", "coco"], metadata=choices("voc07", "voc", "coco")
     )
-    score_thresh: float = 0.05  # drop detections scoring below this
-    nms_thresh: float = 0.3  # per-class NMS IoU threshold (py-faster-rcnn: 0.3)
-    detections_per_image: int = 100  # keep at most this many detections per image
+    score_thresh: float = field(  # drop detections scoring below this
+        default=0.05, metadata=between(0, 1)
+    )
+    nms_thresh: float = field(  # per-class NMS IoU threshold (py-faster-rcnn: 0.3)
+        default=0.3, metadata=between(0, 1)
+    )
+    detections_per_image: int = field(  # keep at most this many detections per image
+        default=100, metadata=at_least(1)
+    )
     box_voting: bool = False  # after NMS, each box -> score-weighted mean of its class's overlaps
     box_voting_iou: float = field(  # candidates at IoU >= this with a kept box vote for it
-        default=0.5, metadata=at_least(0)
+        default=0.5, metadata=between(0, 1)
     )
     box_refinement: bool = False  # score each RoI's regressed box again; select from both passes
     pyramid_sizes: list[int] = field(  # multi-scale testing: shorter sides ([] = single scale)
-        default_factory=list, metadata=at_least(1)
+        default_factory=list, metadata=between(1, MAX_IMAGE_SIDE)
     )
     pyramid_max_size: int = field(  # cap on the longer side of the pyramid's images
-        default=2000, metadata=at_least(1)
+        default=2000, metadata=between(1, MAX_IMAGE_SIDE)
     )
     pyramid_roi_size: float = field(  # a RoI is scored at the 2 scales around this size (px)
-        default=224.0, metadata=at_least(1)
+        default=224.0, metadata=between(1, MAX_IMAGE_SIDE)
     )
     flip: bool = False  # also score every RoI on the mirrored image; average the two
     ensemble_proposals: str = field(  # ensemble RoIs: all members' proposals, or nms: their NMS
         default="all", metadata=choices("all", "nms")
     )
-    ims_per_batch: int = 1  # images per batch at test time (per process)
+    ims_per_batch: int = field(  # images per batch at test time (per process)
+        default=1, metadata=at_least(1)
+    )
     coco_backend: str = field(  # COCO evaluation backend (faster = faster-coco-eval)
         default="faster", metadata=choices("faster", "pycocotools")
     )

@@ -8,11 +8,15 @@ every item of a list. An experiment file lists only what it changes and may name
 ``base:`` file (relative to itself), which may have a base of its own (no cycles). Everything
 is checked at load: an unknown key, a value of the wrong type or outside its choices, a
 missing file or malformed YAML raises :class:`UserError` with one line naming the file and
-key (and, for a typo, the nearest valid key).
+key (and, for a typo, the nearest valid key). A number outside its range (``at_least``,
+``between``) is refused the same way. A key marked ``command_line(flag)`` (``trust_weights``)
+is set only from that flag of the person running the command: a file may hold it only at its
+default (a run's saved config.yaml writes the default), and ``--set`` refuses it.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -29,6 +33,8 @@ import yaml
 from engine.errors import UserError
 from engine.io import atomic_write_text, read_text
 
+MAX_IMAGE_SIDE = 10000  # the largest image side (pixels) a size key may ask for
+
 
 def choices(*values: str) -> dict[str, tuple[str, ...]]:
     """Field metadata: the allowed values of a str field (or of each item of a list)."""
@@ -41,27 +47,54 @@ def at_least(low: float, nonempty: bool = False) -> dict[str, Any]:
     return {"min": low, "nonempty": nonempty}
 
 
+def between(low: float, high: float, nonempty: bool = False) -> dict[str, Any]:
+    """Field metadata: the closed range ``[low, high]`` of a number (of each item of a list,
+    which must not be empty with ``nonempty``); ``between(0, 1)`` for fractions and IoUs."""
+    return {"min": low, "max": high, "nonempty": nonempty}
+
+
+def command_line(flag: str) -> dict[str, str]:
+    """Field metadata: the key is set only by the command-line ``flag`` of the person running
+    the command (a file may hold it at its default only; ``--set`` refuses it), for settings
+    that must not travel in a shared run folder (``trust_weights``)."""
+    return {"command_line": flag}
+
+
 # ----------------------------------------------------------------------------- shared sections
 @dataclass
 class SolverConfig:
-    base_lr: float = 0.02  # learning rate for the global batch `ims_per_batch`
+    base_lr: float = field(  # learning rate for the global batch `ims_per_batch`
+        default=0.02, metadata=at_least(0)
+    )
     max_iter: int = field(default=90000, metadata=at_least(0))  # training iterations
     ims_per_batch: int = field(  # global batch size (all processes together), as in Detectron2
         default=16, metadata=at_least(1)
     )
-    momentum: float = 0.9  # SGD momentum
-    weight_decay: float = 0.0001  # L2 weight decay
-    weight_decay_norm: float = 0.0  # weight decay on normalisation parameters
-    weight_decay_bias: float = 0.0001  # weight decay on biases
-    steps: list[int] = field(default_factory=lambda: [60000, 80000])  # iterations where lr *= gamma
-    gamma: float = 0.1  # lr decay factor at each step
-    warmup_iters: int = 1000  # iterations of warm-up
-    warmup_factor: float = 0.001  # lr multiplier at the start of warm-up
+    momentum: float = field(default=0.9, metadata=between(0, 1))  # SGD momentum
+    weight_decay: float = field(default=0.0001, metadata=at_least(0))  # L2 weight decay
+    weight_decay_norm: float = field(  # weight decay on normalisation parameters
+        default=0.0, metadata=at_least(0)
+    )
+    weight_decay_bias: float = field(  # weight decay on biases
+        default=0.0001, metadata=at_least(0)
+    )
+    steps: list[int] = field(  # iterations where lr *= gamma
+        default_factory=lambda: [60000, 80000], metadata=at_least(0)
+    )
+    gamma: float = field(default=0.1, metadata=at_least(0))  # lr decay factor at each step
+    warmup_iters: int = field(default=1000, metadata=at_least(0))  # iterations of warm-up
+    warmup_factor: float = field(  # lr multiplier at the start of warm-up
+        default=0.001, metadata=between(0, 1)
+    )
     warmup_method: str = field(  # linear ramp, constant factor, or constant until error is low
         default="linear", metadata=choices("linear", "constant", "until_error")
     )
-    warmup_error: float = 0.8  # until_error: leave warm-up once the training error is below this
-    clip_grad_norm: float = 0.0  # clip the global gradient norm to this value; 0 = off
+    warmup_error: float = field(  # until_error: leave warm-up once the training error is below this
+        default=0.8, metadata=between(0, 1)
+    )
+    clip_grad_norm: float = field(  # clip the global gradient norm to this value; 0 = off
+        default=0.0, metadata=at_least(0)
+    )
     checkpoint_period: int = field(  # iterations between checkpoints (and one at the end); 0 off
         default=5000, metadata=at_least(0)
     )
@@ -84,7 +117,9 @@ class RunConfig:
     deterministic: bool = False  # deterministic algorithms (bit-exact resume on CPU)
     log_period: int = field(default=20, metadata=at_least(1))  # iterations between log lines
     tensorboard: bool = False  # also write TensorBoard events (needs the `tb` extra)
-    trust_weights: bool = False  # unpickle weights files fully (can run code in them: own files)
+    trust_weights: bool = field(  # --trust-weights only (files hold false): unpickle weights fully
+        default=False, metadata=command_line("--trust-weights")
+    )
 
 
 # ------------------------------------------------------------------------------- the loader
@@ -130,9 +165,24 @@ def _read_with_bases(path: Path, chain: list[Path]) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: str | os.PathLike[str]) -> None:
-    """Write the resolved config as YAML, atomically (temp file, fsync, rename)."""
-    text = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False, default_flow_style=None)
+    """Write the resolved config as YAML, atomically (temp file, fsync, rename); a
+    command-line-only key is written at its default (the file must not grant it)."""
+    text = yaml.safe_dump(_saved_tree(cfg), sort_keys=False, default_flow_style=None)
     atomic_write_text(Path(path), text)
+
+
+def _saved_tree(node: Any) -> dict[str, Any]:
+    """``dataclasses.asdict(node)`` with every ``command_line`` key at its default."""
+    tree: dict[str, Any] = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            tree[f.name] = _saved_tree(value)
+        elif "command_line" in f.metadata:
+            tree[f.name] = f.default
+        else:
+            tree[f.name] = copy.deepcopy(value)
+    return tree
 
 
 class _Loader(yaml.SafeLoader):
@@ -204,8 +254,12 @@ def _fill(node: Any, tree: Any, source: str, prefix: str) -> None:
         if dataclasses.is_dataclass(kind):
             # a section starts from its parent's default (e.g. data.test.splits = ["test"])
             _fill(getattr(node, f.name), tree[f.name], source, key + ".")
-        else:
-            setattr(node, f.name, _coerce(tree[f.name], kind, f"{source}: key '{key}'", f.metadata))
+            continue
+        value = _coerce(tree[f.name], kind, f"{source}: key '{key}'", f.metadata)
+        if "command_line" in f.metadata and value != f.default:
+            raise UserError(f"{source}: key '{key}' is not read from files: {f.name} is a "
+                            f"command-line flag: {f.metadata['command_line']}")  # fmt: skip
+        setattr(node, f.name, value)
 
 
 def _coerce(value: Any, kind: Any, where: str, metadata: Any = None) -> Any:
@@ -233,10 +287,17 @@ def _coerce(value: Any, kind: Any, where: str, metadata: Any = None) -> Any:
     choices = (metadata or {}).get("choices")
     if choices and value not in choices:
         raise UserError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
-    low = (metadata or {}).get("min")
-    if low is not None and not value >= low:  # also refuses NaN
-        raise UserError(f"{where} must be at least {low}, got {value!r}")
+    _check_range(value, where, metadata or {})
     return float(value) if kind is float else value
+
+
+def _check_range(value: Any, where: str, metadata: Any) -> None:
+    """``at_least`` / ``between`` metadata: the comparisons also refuse NaN."""
+    low, high = metadata.get("min"), metadata.get("max")
+    if high is not None and not low <= value <= high:
+        raise UserError(f"{where} must be between {low} and {high}, got {value!r}")
+    if low is not None and not value >= low:
+        raise UserError(f"{where} must be at least {low}, got {value!r}")
 
 
 def _apply_override(cfg: Any, item: str) -> None:
@@ -256,6 +317,8 @@ def _apply_override(cfg: Any, item: str) -> None:
             if dataclasses.is_dataclass(kind):
                 raise UserError(f"--set: '{dotted}' is a section; set one of its keys")
             meta = {f.name: f.metadata for f in dataclasses.fields(node)}[part]
+            if "command_line" in meta:
+                raise UserError(f"--set: {part} is a command-line flag: {meta['command_line']}")
             value = _coerce(_parse_value(raw, kind), kind, f"--set: key '{dotted}'", meta)
             setattr(node, part, value)
         else:

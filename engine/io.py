@@ -3,12 +3,14 @@
 Writes go to a temporary file in the destination's folder, are fsynced, renamed over the
 final name, and the folder is fsynced too: a reader (or a crash at any moment) sees the old
 file or the new one, never half of one. Reads turn a missing file, bad encoding or malformed
-JSON into :class:`UserError` naming the file.
+JSON into :class:`UserError` naming the file. JSON is written strict: a NaN or infinite
+number (the AP of a class without test objects) is written as ``null``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -79,8 +81,71 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON (one trailing newline) to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as indented strict JSON (NaN / infinity as ``null``, one trailing
+    newline) to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (in dicts, lists, tuples) replaced by None,
+    so that ``json.dumps`` writes strict JSON that any reader accepts."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def encode_image(
+    image: Any, suffix: str = ".jpg", quality: int | None = None, where: str = "image"
+) -> bytes:
+    """An RGB uint8 (H, W, 3) image encoded by OpenCV in the format of ``suffix``
+    (``where``: what the error message names).
+
+    Raises:
+        UserError: OpenCV cannot encode it in that format.
+    """
+    import cv2
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if quality is not None else []
+    try:
+        ok, data = cv2.imencode(suffix or ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    except cv2.error:  # no encoder for that suffix
+        ok = False
+    if not ok:
+        raise UserError(f"{where}: OpenCV cannot encode an image as {suffix!r}")
+    return bytes(data.tobytes())
+
+
+def atomic_write_image(
+    path: str | os.PathLike[str], image: Any, quality: int | None = None
+) -> Path:
+    """Write an RGB uint8 (H, W, 3) image to ``path`` (format from its suffix) atomically;
+    unlike ``cv2.imwrite``, a failed write (full disk, read-only folder) is a UserError."""
+    return atomic_write_bytes(path, encode_image(image, Path(path).suffix, quality, str(path)))
+
+
+def output_folder(path: str | os.PathLike[str], what: str) -> Path:
+    """The folder ``path`` (``what``: the option naming it, e.g. ``--output``), created if
+    missing and checked to be writable.
+
+    Raises:
+        UserError: ``path`` is a file, cannot be created, or is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file; expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"{what} {path}: cannot create the folder ({exc.strerror or exc})"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: the folder is not writable")
+    return path
 
 
 class Figure(Protocol):

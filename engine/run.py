@@ -29,10 +29,10 @@ from engine.amp import make_grad_scaler, resolve_amp
 from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.config import SolverConfig, save_config
 from engine.errors import UserError
-from engine.io import atomic_write_json
+from engine.io import atomic_write_json, is_json_number, read_json
 from engine.loop import LoopOptions, train_loop
 from engine.metrics import MetricsLogger
-from engine.rundir import claim_run_dir
+from engine.rundir import claim_eval_dir, claim_run_dir
 from engine.seeding import deterministic_mode, seed_everything
 from engine.solver import WarmupMultiStepLR, build_optimizer
 
@@ -158,15 +158,19 @@ def evaluate_checkpoint(task: Task, weights: str | list[str]) -> dict[str, Any]:
     """Score a weights file (or a list of them, if the task ensembles) on the task's test
     split; rank 0 writes ``eval_results.json`` (``"weights"``: the file, or the list).
 
+    The output_dir is held as a run holds it (``engine.rundir.claim_eval_dir``); results
+    already there are kept: ``task.cfg.output_dir`` is then set to the new folder written.
+
     Returns:
         The task's results (rank 0's; other ranks get theirs, possibly empty).
     """
-    with run_process(task.cfg) as device:
+    cfg = task.cfg
+    with run_process(cfg) as device, claim_eval_dir(Path(cfg.output_dir), dist.is_main()) as out:
+        cfg.output_dir = str(out)
         task.preflight()
         model, iteration = task.load_for_eval(weights, device)
         results = task.evaluate(model, device)
         if dist.is_main():
-            out = Path(task.cfg.output_dir)
             write_eval_results(out, results, task.headline(results), iteration, weights)
         return results
 
@@ -187,6 +191,28 @@ def write_eval_results(
         **{k: v for k, v in results.items() if not isinstance(v, dict)},
     }
     return atomic_write_json(out / EVAL_RESULTS, payload)
+
+
+def read_eval_results(path: str | Path) -> dict[str, Any]:
+    """An ``eval_results.json``, checked against the one layout (``"metrics"``: an object of
+    objects; ``"headline"``, if there: numbers or null). NaN, which older versions wrote for
+    a class without test objects, is read as well as null.
+
+    Raises:
+        UserError: missing, not JSON, or not that layout (one line naming the file).
+    """
+    payload = read_json(path, "eval_results.json", allow_nan=True)
+    what = f"{path}: not an eval_results.json written by resdet"
+    if not isinstance(payload, dict):
+        raise UserError(f"{what} (expected an object, got {type(payload).__name__})")
+    metrics, headline = payload.get("metrics"), payload.get("headline", {})
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
+        raise UserError(f'{what} ("metrics" must be an object of objects)')
+    if not isinstance(headline, dict) or not all(
+        v is None or is_json_number(v) for v in headline.values()
+    ):
+        raise UserError(f'{what} ("headline" must map names to numbers)')
+    return payload
 
 
 def _resume(checkpointer: Checkpointer) -> int:

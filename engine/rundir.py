@@ -8,6 +8,10 @@
 * ``.lock`` (pid and host of the owner) keeps a second process out; a lock whose process is
   gone (a killed run on this host) is recognised as stale and taken over with a warning;
 * temporary files left by a process killed while writing (``.*.tmp``) are removed.
+
+:func:`claim_eval_dir` is what an evaluation (``resdet eval``, ``pretrain --eval-only``) does
+with its ``output_dir``: it respects and holds the same lock, and never replaces results that
+are there (they stay; the new ones go to ``eval/<UTC time>/`` inside the folder).
 """
 
 from __future__ import annotations
@@ -82,6 +86,48 @@ def claim_run_dir(out: Path, resume: bool, restart: bool, main: bool = True) -> 
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+EVAL_FILES = (
+    "eval_results.json",
+    "coco_results.json",
+    "coco_ground_truth.json",
+    "pr_curves.json",
+    "pr_curves.png",
+    "voc_results",
+)
+
+
+@contextmanager
+def claim_eval_dir(out: Path, main: bool = True) -> Iterator[Path]:
+    """Hold ``out`` for an evaluation and give the folder its results go to: ``out`` itself
+    when it holds no results yet, else a new ``out/eval/<UTC time>/`` (the results there,
+    a training run's or an earlier evaluation's, are kept). Other ranks (``main`` False)
+    only check ``out`` and get it back (they write nothing).
+
+    Raises:
+        UserError: ``out`` is a file or not writable, or a live process (a run training
+            there, another evaluation) holds its lock.
+    """
+    with claim_run_dir(out, resume=True, restart=False, main=main):
+        yield _new_results_folder(out) if main else out
+
+
+def _new_results_folder(out: Path) -> Path:
+    """``out``, or when it holds evaluation results, a new ``out/eval/<UTC time>[-n]/``."""
+    if not any((out / name).exists() for name in EVAL_FILES):
+        return out
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(1, 1000):
+        folder = out / "eval" / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue  # an evaluation earlier in the same second
+        except OSError as exc:
+            raise UserError(f"{folder}: cannot create it ({exc.strerror or exc})") from None
+    raise UserError(f"{out / 'eval'}: no free folder name for {stamp}")
 
 
 def _check_folder(out: Path) -> None:

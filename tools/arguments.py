@@ -6,9 +6,14 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:  # engine.config pulls in torch: not at `resdet --help`
+    from engine.config import RunConfig
+
+C = TypeVar("C", bound="RunConfig")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
@@ -30,14 +35,57 @@ def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def add_trust_weights_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust-weights``: the only way to let a weights file be unpickled fully (it sets the
+    config's ``trust_weights``, which no config file and no ``--set`` can)."""
+    parser.add_argument(
+        "--trust-weights",
+        action="store_true",
+        help="unpickle weights files fully if they need it: this can run code from them, so "
+        "only for files you made (never set by a config file)",
+    )
+
+
+def trusted(cfg: C, args: argparse.Namespace) -> C:
+    """``cfg`` with ``trust_weights`` from the command line's ``--trust-weights`` (off when
+    the command has no such flag)."""
+    cfg.trust_weights = bool(getattr(args, "trust_weights", False))
+    return cfg
+
+
 def is_main_process() -> bool:
     """True on torchrun's rank 0 (and without torchrun), so only one copy is printed."""
     return os.environ.get("RANK", "0") == "0"
 
 
 def print_json(results: dict[str, Any]) -> None:
+    """``results`` as indented strict JSON on stdout (NaN as null), rank 0 only."""
+    from engine.io import json_safe
+
     if is_main_process():
-        print(json.dumps(results, indent=2))
+        print(json.dumps(json_safe(results), indent=2, allow_nan=False))
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1] (a score threshold); NaN and others are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (how many images, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def parse_class_names(text: str | None) -> list[str]:

@@ -26,12 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
     from detection.data.build import load_dataset_records, resolve_class_names
     from detection.visualize import draw_ground_truth
     from engine.images import decode_image
-    from engine.io import atomic_write_bytes
+    from engine.io import atomic_write_image
     from engine.paths import child_path
 
     cfg = load_config(args.config, args.overrides)
@@ -43,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
     for record, path in zip(shown, paths, strict=True):
         image = decode_image(record.path)
         drawn = draw_ground_truth(image, record.boxes, record.labels, record.ignore, names)
-        encoded = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))[1]
-        atomic_write_bytes(path, encoded.tobytes())  # one line on a full disk or a file in the way
+        atomic_write_image(path, drawn)  # one line on a full disk or a file in the way
     print(f"{len(shown)} of {len(records)} images of data.{args.split} drawn in {out}")
     return 0

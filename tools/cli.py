@@ -3,6 +3,12 @@
 A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; its one-line
 help lives in ``COMMANDS`` below. Modules are imported only when their command runs, so
 `resdet --help` stays fast and a broken stage cannot break the others.
+
+Errors are one line on stderr, ``resdet <command>: error: <message>``, exit code 2: a bad
+argument (argparse's, without the usage block) or a :class:`UserError` from the command. A
+reader that closes stdout early (``resdet score ... | head``) ends the command quietly with
+exit code 141 (128 + SIGPIPE, what a shell reports for any writer whose reader left, so
+``set -o pipefail`` scripts see the output was cut), without a traceback.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from engine.errors import RunStopped, UserError
 from tools.arguments import is_main_process
@@ -38,6 +45,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("tools.plot", "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"),
     "report": ("tools.report", "write one self-contained HTML report of a detection run"),
 }
+
+
+READER_GONE = 141  # exit code when stdout's reader closed it: 128 + SIGPIPE, as shells report
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``resdet <command>: error: ...``), exit code 2;
+    the usage stays one ``--help`` away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _version() -> str:
@@ -73,9 +91,7 @@ def _show_library_messages() -> None:
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="resdet", description="Object detection on residual backbones."
-    )
+    parser = OneLineParser(prog="resdet", description="Object detection on residual backbones.")
     parser.add_argument("--version", action="version", version=f"resdet {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in argv if not a.startswith("-")), None)
@@ -89,7 +105,29 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run ``resdet`` with ``argv`` (default: the command line); returns the exit code."""
+    try:
+        try:
+            return _main(list(sys.argv[1:] if argv is None else argv))
+        finally:  # also after --help: a closed pipe shows here, not in the interpreter's exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader has closed it: point stdout at /dev/null, so that the interpreter's
+    final flush of what is still buffered cannot fail again, and stop quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests, embedding)
+        pass
+    return READER_GONE
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -14,6 +14,7 @@ markdown.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from pathlib import Path
 from detection.config import Config, load_config
 from detection.data.voc import VOC_CLASSES
 from engine.errors import UserError
-from engine.io import read_json
+from engine.io import is_json_number
+from engine.run import read_eval_results
 
 # (backbone row, column) -> the paper's number, in percent (reference/NUMBERS.md)
 PAPER = {
@@ -85,10 +87,9 @@ def read_run(run_dir: Path) -> list[RunCell]:
     results_path = run_dir / "eval_results.json"
     if not results_path.is_file():
         raise UserError(f"{results_path}: not found (run `resdet eval` for this run first)")
-    results = read_json(results_path, "eval_results.json")
-    metrics = results.get("metrics") if isinstance(results, dict) else None
-    if not isinstance(metrics, dict):
-        raise UserError(f"{results_path}: not an eval_results.json written by resdet")
+    # a class without test objects has AP null (NaN in files of older versions): both read
+    results = read_eval_results(results_path)
+    metrics = results["metrics"]
     row, name = _row(cfg, run_dir), system(cfg, results.get("weights"))
     voc = metrics.get("voc07") or metrics.get("voc") or {}
     coco = metrics.get("coco") or {}
@@ -156,7 +157,8 @@ def _row(cfg: Config, run_dir: Path) -> str:
 
 
 def _percent(value: object) -> float | None:
-    return None if value is None else 100.0 * float(value)  # type: ignore[arg-type]
+    """A fraction in percent; None for null, NaN (older files: no test objects) or a non-number."""
+    return 100.0 * value if is_json_number(value) and math.isfinite(value) else None
 
 
 def _cell(

@@ -69,9 +69,18 @@ def rows(cfg: Any, prefix: str = "") -> list[tuple[str, str, str, str]]:
         choices = f.metadata.get("choices")
         if choices:
             meaning += f" (one of: {', '.join(choices)})"
+        meaning += _range(f.metadata)
         default = "`" + repr(value).replace("'", '"') + "`" if value != "" else '`""`'
         out.append((prefix + f.name, _type_name(hints[f.name]), default, meaning))
     return out
+
+
+def _range(metadata: Any) -> str:
+    """`` (0 to 1)`` / `` (at least 1)`` for a field with ``between`` / ``at_least`` metadata."""
+    low, high = metadata.get("min"), metadata.get("max")
+    if high is not None:
+        return f" (from {low:g} to {high:g})"
+    return f" (at least {low:g})" if low is not None else ""
 
 
 def render() -> str:
@@ -84,7 +93,9 @@ def render() -> str:
         "A config file lists only what it changes from these defaults and may name one `base:`",
         "file (relative to itself; a base file has no base). Any key can be overridden on the",
         "command line with `--set dotted.key=value`; lists as `a,b,c` or `[a, b, c]`.",
-        "Unknown keys, wrong types and values outside the listed choices are errors (exit 2).",
+        "Unknown keys, wrong types and values outside the listed choices or ranges are errors",
+        "(exit 2). `trust_weights` is set only by the `--trust-weights` flag of the commands",
+        "that read weights: a file may hold it only as false, and `--set` cannot set it.",
         "",
     ]
     for title, cls in [

@@ -14,6 +14,7 @@ from backbones.weights import read_source
 from detection.modeling.convert import CONVERTERS, convert_detector
 from engine.errors import UserError
 from engine.io import atomic_torch_save
+from tools.arguments import add_trust_weights_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("input", help="input state dict (.pth)")
     parser.add_argument("output", help="output checkpoint (.pth), {'model': state_dict}")
-    parser.add_argument(
-        "--trust-weights",
-        action="store_true",
-        help="unpickle the input fully if it needs it (can run code from it: your own files)",
-    )
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,17 +11,29 @@ NMS) and selection (test.*) are C's. eval_results.json's "weights" is then the l
 
 Writes eval_results.json, coco_results.json (with the coco metric) and the VOC devkit files
 (voc_results/comp4_det_<split>_<class>.txt, with a VOC metric) into the config's output_dir,
-prints the per-class table and the headline numbers (mAP@.5 and mAP@[.5,.95]).
+prints the per-class table and the headline numbers (mAP@.5 and mAP@[.5,.95]). Results
+already in output_dir (a training run's, an earlier evaluation's) are kept: the new ones then
+go to output_dir/eval/<UTC time>/, and the last line says where. An output_dir a run is
+training in (its lock is live) is refused. Weights files that need full unpickling are read
+only with --trust-weights (never from a config file).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from detection.config import load_config
 from engine.errors import UserError
-from tools.arguments import add_config_arguments, config_path, is_main_process
+from engine.io import is_json_number
+from tools.arguments import (
+    add_config_arguments,
+    add_trust_weights_argument,
+    config_path,
+    is_main_process,
+    trusted,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an ensemble member built from its own CONFIG (another architecture, say; --set "
         "applies to it too)",
     )  # fmt: skip
+    add_trust_weights_argument(parser)
 
 
 def member_argument(text: str) -> tuple[str, str]:
@@ -52,18 +65,20 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.members:
         raise UserError("resdet eval needs --weights FILE (or --member CONFIG=WEIGHTS)")
-    cfg = load_config(args.config, args.overrides)
+    cfg = trusted(load_config(args.config, args.overrides), args)
     configs = {}
     for path, weights in args.members:
         if path is not None:
-            configs[weights] = load_config(path, args.overrides)
+            configs[weights] = trusted(load_config(path, args.overrides), args)
             check_member_config(cfg, configs[weights], path)
     single = len(args.members) == 1 and not configs
     weights = args.members[0][1] if single else [w for _, w in args.members]
-    results = evaluate_weights(cfg, weights, configs)
+    asked = cfg.output_dir
+    results = evaluate_weights(cfg, weights, configs)  # may move cfg.output_dir (kept results)
     if is_main_process():
         print(render(results, headline(results)))
-        print(f"results written to {cfg.output_dir}/eval_results.json")
+        kept = f" ({asked} holds earlier results: kept)" if cfg.output_dir != asked else ""
+        print(f"results written to {cfg.output_dir}/eval_results.json{kept}")
     return 0
 
 
@@ -81,18 +96,23 @@ def ap_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of the per-class AP table: a class column, then one column (in
     percent) per metric of ``results`` (voc07, voc, coco; ``eval_results.json``'s metrics)."""
     columns = [m for m in ("voc07", "voc", "coco") if results.get(m)]
-    per_class = {
-        m: {
-            name: (v["AP"] if isinstance(v, dict) else v)
-            for name, v in results[m].get("per_class", {}).items()
-        }
-        for m in columns
-    }
+    per_class = {m: _per_class_ap(results[m]) for m in columns}
     names = list(next(iter(per_class.values()), {}))
     labels = {"voc07": "AP50 % (VOC07)", "voc": "AP50 % (VOC)", "coco": "AP % (COCO)"}
     rows = [[name, *(_pct(per_class[m].get(name)) for m in columns)] for name in names]
     return ["class", *(labels[m] for m in columns)], rows
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{100 * value:.1f}"
+def _per_class_ap(metric: dict[str, Any]) -> dict[str, object]:
+    """Class name -> AP of one metric's results (COCO's per class entries are objects)."""
+    entries = metric.get("per_class")
+    if not isinstance(entries, dict):
+        return {}
+    return {str(k): (v.get("AP") if isinstance(v, dict) else v) for k, v in entries.items()}
+
+
+def _pct(value: object) -> str:
+    """``12.3`` for a fraction; n/a for null, NaN (no test objects) or a non-number."""
+    if not is_json_number(value) or not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from detection.config import load_config
-from tools.arguments import add_config_arguments
+from tools.arguments import add_config_arguments, add_trust_weights_argument, trusted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=export.DEFAULT_OPSET,
         help=f"ONNX opset, {opsets} (default {export.DEFAULT_OPSET})",
     )
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from detection.export import export_onnx
     from detection.predictor import Predictor
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = trusted(load_config(args.config, args.overrides), args)
     export_onnx(Predictor(cfg, args.weights, device="cpu"), args.out, args.opset)
     print(f"wrote {args.out} (ONNX opset {args.opset})")
     return 0

@@ -5,7 +5,8 @@
 For every input image writes DIR/<name> (boxes, class names and scores drawn) and
 DIR/<stem>.json ({"image", "width", "height", "detections": [{"box" [x1, y1, x2, y2] in
 original pixels, "score", "label", "class"}]}). Detections below --score-thresh are neither
-drawn nor listed.
+drawn nor listed. DIR must be a writable folder (created if missing) other than the one the
+images are read from: a drawn image never replaces its input; every write is checked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from detection.config import load_config
 from engine.errors import UserError
-from tools.arguments import add_config_arguments
+from tools.arguments import add_config_arguments, add_trust_weights_argument, fraction, trusted
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -27,38 +28,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="folder for drawn images and JSON")
     parser.add_argument(
         "--score-thresh",
-        type=float,
+        type=fraction,
         default=0.5,
-        help="draw and list detections scoring at least this (default 0.5; the model keeps "
-        "everything above test.score_thresh, 0.05 by default)",
+        help="draw and list detections scoring at least this, 0 to 1 (default 0.5; the model "
+        "keeps everything above test.score_thresh, 0.05 by default)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: config)")
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
     from detection.predictor import Predictor
     from detection.visualize import draw_detections
     from engine.images import decode_image
-    from engine.io import atomic_write_bytes, atomic_write_json
+    from engine.io import atomic_write_image, atomic_write_json, output_folder
     from engine.metrics import Progress
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = trusted(load_config(args.config, args.overrides), args)
     paths = list_images(Path(args.input))
+    out = output_folder(args.output, "--output")  # before the model is loaded
+    check_not_an_input(out, paths)
     predictor = Predictor(cfg, args.weights, device=args.device or cfg.device)
     names = predictor.class_names
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     progress = Progress(len(paths), "infer", every_seconds=10.0)
     for path in paths:
         image = decode_image(str(path))  # RGB uint8; UserError naming the file if unreadable
         detections = predictor(image)
         drawn = draw_detections(image, detections, names, args.score_thresh)
-        ok, encoded = cv2.imencode(path.suffix or ".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise UserError(f"{path}: OpenCV cannot encode a drawn image as {path.suffix!r}")
-        atomic_write_bytes(out / path.name, encoded.tobytes())
+        atomic_write_image(out / path.name, drawn)  # UserError on a full disk
         keep = detections.scores >= args.score_thresh
         entries = [
             {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5),
@@ -73,6 +70,21 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     print(f"{len(paths)} images with detections drawn in {out}")
     return 0
+
+
+def check_not_an_input(out: Path, images: list[Path]) -> None:
+    """Refuse an output folder that holds one of the input images (its drawing would
+    replace it).
+
+    Raises:
+        UserError: ``out`` is the folder of an input image.
+    """
+    folder = out.resolve()
+    if any(p.resolve().parent == folder for p in images):
+        raise UserError(
+            f"--output {out} is the folder of the input images: their drawings would replace "
+            "them; choose another folder"
+        )
 
 
 def list_images(source: Path) -> list[Path]:

@@ -7,15 +7,25 @@
 Outputs in the config's output_dir: config.yaml, metrics.jsonl, checkpoint_<iter>.pth,
 last_checkpoint, model_final.pth, backbone.pth (for model.backbone.weights) and
 eval_results.json (top-1/top-5 error per test mode). See docs/REPRODUCE.md for the paper's runs.
+--eval-only keeps results already in output_dir (they stay; the new ones go to
+output_dir/eval/<UTC time>/). Weights files that need full unpickling are read only with
+--trust-weights (never from a config file).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from backbones.pretrain.config import load_config
 from engine.errors import UserError
-from tools.arguments import add_config_arguments, print_json
+from tools.arguments import (
+    add_config_arguments,
+    add_trust_weights_argument,
+    is_main_process,
+    print_json,
+    trusted,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,17 +45,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         help="with --eval-only: ours, or a torchvision / MSRA / pytorch_resnet_cifar10 file",
     )
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
     from backbones.pretrain.task import evaluate_weights, pretrain
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = trusted(load_config(args.config, args.overrides), args)
     if args.eval_only:
         if not args.weights:
             raise UserError("--eval-only needs --weights FILE")
-        print_json(evaluate_weights(cfg, args.weights))
+        asked = cfg.output_dir
+        print_json(evaluate_weights(cfg, args.weights))  # may move cfg.output_dir (kept results)
+        if cfg.output_dir != asked and is_main_process():
+            print(f"resdet pretrain: {asked} holds earlier results (kept); these went to "
+                  f"{cfg.output_dir}", file=sys.stderr)  # fmt: skip
         return 0
     if args.weights:
         raise UserError(

@@ -11,8 +11,9 @@ worst first (most missed objects and false positives at ``--score-thresh``). Eve
 embedded (data: URIs): the file opens anywhere, without the run or a network.
 
 No model runs when the run has ``coco_results.json``; without it the detections come from
-``model_final.pth``. Without ``pr_curves.json`` (older runs) the curves are computed from
-the detections with the VOC code evaluation uses. Paths in ``config.yaml`` (``data.*.root``)
+``model_final.pth`` (one that needs full unpickling only with ``--trust-weights``). Without
+``pr_curves.json`` (older runs) the curves are computed from the detections with the VOC code
+evaluation uses. Paths in ``config.yaml`` (``data.*.root``)
 are relative to the folder the run was trained from: run the report there, or ``--set`` them.
 """
 
@@ -22,6 +23,7 @@ import argparse
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,9 @@ import numpy as np
 from detection.config import Config, load_config
 from detection.structures import Detections, ImageRecord
 from engine.errors import UserError
-from engine.io import atomic_write_text, read_json
+from engine.io import atomic_write_text, encode_image, is_json_number, output_folder, read_json
+from engine.run import read_eval_results
+from tools.arguments import add_trust_weights_argument, fraction, non_negative_int
 
 HELP = "write one self-contained HTML report of a detection run"
 REPORT = "report.html"
@@ -45,21 +49,29 @@ EVAL_HINT = "resdet eval --config RUN_DIR/config.yaml --weights RUN_DIR/model_fi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="output_dir of a `resdet train` run")
     parser.add_argument("--out", metavar="FILE.html", help=f"default: RUN_DIR/{REPORT}")
-    parser.add_argument("--images", type=int, default=12, help="gallery size (worst first)")
     parser.add_argument(
-        "--score-thresh", type=float, default=0.5,
-        help="detections drawn and counted as false positives from this score on",
+        "--images", type=non_negative_int, default=12, help="gallery size, worst first (default 12)"
+    )
+    parser.add_argument(
+        "--score-thresh", type=fraction, default=0.5,
+        help="detections drawn and counted as false positives from this score on (0 to 1)",
     )  # fmt: skip
     parser.add_argument(
         "--set", dest="overrides", metavar="KEY=VALUE", action="extend", nargs="+", default=[],
         help="override a key of the run's config.yaml, e.g. --set data.test.root=/data/voc",
     )  # fmt: skip
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / REPORT
-    atomic_write_text(out, build_report(run_dir, args.images, args.score_thresh, args.overrides))
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; expected the .html file to write")
+    if run_dir.is_dir():  # (else one line about the run, without creating its folder)
+        output_folder(out.parent, "the folder of --out")  # before the work, not after it
+    page = build_report(run_dir, args.images, args.score_thresh, args.overrides, args.trust_weights)
+    atomic_write_text(out, page)
     print(out)
     return 0
 
@@ -79,15 +91,21 @@ def required(run_dir: Path, name: str, writer: str) -> Path:
 
 
 def build_report(
-    run_dir: Path, num_images: int, score_thresh: float, overrides: Sequence[str] = ()
+    run_dir: Path,
+    num_images: int,
+    score_thresh: float,
+    overrides: Sequence[str] = (),
+    trust_weights: bool = False,
 ) -> str:
-    """The report page of a run, as one HTML string (see the module docstring)."""
+    """The report page of a run, as one HTML string (see the module docstring);
+    ``trust_weights``: ``--trust-weights`` (the run's config cannot say so)."""
     from detection.data.build import build_detection_test_loader
 
     config = required(run_dir, "config.yaml", "resdet train into its output_dir")
     path = required(run_dir, "eval_results.json", f"resdet train or {EVAL_HINT}")
-    results = read_json(path, allow_nan=True)  # NaN: the AP of a class without test objects
+    results = read_eval_results(path)  # AP null (or NaN, older files): no test objects
     cfg = load_config(config, overrides)
+    cfg.trust_weights = trust_weights
     _, records, names = build_detection_test_loader(cfg)
     detections = run_detections(run_dir, cfg, records, names)
     sections = [
@@ -170,7 +188,8 @@ def _as_detections(entries: list[dict[str, Any]], category_ids: list[int]) -> De
 
 
 def header(run_dir: Path, results: dict[str, Any]) -> str:
-    heads = ", ".join(f"{k} {100 * v:.1f}%" for k, v in results.get("headline", {}).items())
+    """The run's iteration, weights, test size and headline numbers (n/a where null)."""
+    heads = ", ".join(f"{k} {_percent(v)}" for k, v in results.get("headline", {}).items())
     facts = [f"iteration {results.get('iteration', '?')}", f"weights {results.get('weights')}",
              f"{results.get('num_images', '?')} test images", heads]  # fmt: skip
     return f"<p class=lead>{esc(' · '.join(str(f) for f in facts if f))}</p><p>{esc(run_dir)}</p>"
@@ -330,8 +349,12 @@ def _card(
 # ---------------------------------------------------------------------------- HTML
 
 
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def _percent(value: object) -> str:
+    return f"{100 * value:.1f}%" if is_json_number(value) and math.isfinite(value) else "n/a"
+
+
+def plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def esc(text: object) -> str:
@@ -359,12 +382,8 @@ def png_uri(figure: Any) -> str:
 
 def jpeg_uri(image: np.ndarray) -> str:
     """An RGB uint8 (H, W, 3) image as a ``data:image/jpeg;base64,...`` URI."""
-    import cv2
-
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, 85])  # fmt: skip
-    assert ok, "OpenCV failed to encode a JPEG"
-    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")
+    data = encode_image(image, ".jpg", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:

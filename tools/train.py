@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from detection.config import load_config
-from tools.arguments import add_config_arguments, print_json
+from tools.arguments import add_config_arguments, add_trust_weights_argument, print_json, trusted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,13 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start over in an output_dir that holds a run (its files move to previous/)",
     )
+    add_trust_weights_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
     from detection.train import headline, train_detector
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = trusted(load_config(args.config, args.overrides), args)
     final = train_detector(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
     return 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from backbones.config import BackboneConfig
 from engine import config as engine_config
-from engine.config import RunConfig, SolverConfig, at_least, choices
+from engine.config import MAX_IMAGE_SIDE, RunConfig, SolverConfig, at_least, between, choices
 
 
 @dataclass
@@ -35,7 +35,7 @@ class PretrainTestConfig:
 
 @dataclass
 class ClassifierConfig:
-    num_classes: int = 1000  # classifier outputs
+    num_classes: int = field(default=1000, metadata=at_least(1))  # classifier outputs
     backbone: BackboneConfig = field(
         default_factory=lambda: BackboneConfig(name="resnet50", norm="bn", freeze_at=0)
     )
@@ -45,19 +45,27 @@ class ClassifierConfig:
 class PretrainDataConfig:
     train: ClassDatasetConfig = field(default_factory=ClassDatasetConfig)
     test: ClassDatasetConfig = field(default_factory=lambda: ClassDatasetConfig(splits=["val"]))
-    num_workers: int = 4  # DataLoader worker processes per training process
+    num_workers: int = field(  # DataLoader worker processes per training process
+        default=4, metadata=at_least(0)
+    )
     skip_bad_images: bool = True  # a corrupt image is skipped with one warning (False: error)
 
 
 @dataclass
 class PretrainInputConfig:
     scale_range: list[int] = field(  # training: shorter side random in [low, high] (the paper)
-        default_factory=lambda: [256, 480]
+        default_factory=lambda: [256, 480], metadata=between(1, MAX_IMAGE_SIDE)
     )
-    crop_size: int = 224  # training crop (32 for CIFAR)
-    pad: int = 0  # zero padding before the random crop (4 for CIFAR)
-    flip_prob: float = 0.5  # horizontal flip probability
-    lighting_std: float = 0.1  # AlexNet PCA colour augmentation strength; 0 = off
+    crop_size: int = field(  # training crop (32 for CIFAR)
+        default=224, metadata=between(1, MAX_IMAGE_SIDE)
+    )
+    pad: int = field(  # zero padding before the random crop (4 for CIFAR)
+        default=0, metadata=between(0, MAX_IMAGE_SIDE)
+    )
+    flip_prob: float = field(default=0.5, metadata=between(0, 1))  # horizontal flip probability
+    lighting_std: float = field(  # AlexNet PCA colour augmentation strength; 0 = off
+        default=0.1, metadata=at_least(0)
+    )
     pixel_mean: list[float] = field(  # RGB mean, 0..255 scale (CIFAR: per-pixel mean from data)
         default_factory=lambda: [123.675, 116.28, 103.53]
     )
@@ -65,12 +73,14 @@ class PretrainInputConfig:
         default_factory=lambda: [1.0, 1.0, 1.0]
     )
     per_pixel_mean: bool = False  # subtract the per-pixel training-set mean image (CIFAR)
-    test_resize: int = 256  # centre/10-crop testing: shorter side before cropping
+    test_resize: int = field(  # centre/10-crop testing: shorter side before cropping
+        default=256, metadata=between(1, MAX_IMAGE_SIDE)
+    )
     test_modes: list[str] = field(  # center, 10crop, multiscale (fully-convolutional)
         default_factory=lambda: ["center"], metadata=choices("center", "10crop", "multiscale")
     )
     test_scales: list[int] = field(  # multiscale testing: shorter sides, scores averaged
-        default_factory=lambda: [224, 256, 384, 480, 640]
+        default_factory=lambda: [224, 256, 384, 480, 640], metadata=between(1, MAX_IMAGE_SIDE)
     )
 
 

@@ -136,10 +136,22 @@ def test_exponent_floats_read_as_floats(tmp_path):
         ("solver.ims_per_batch=0", "key 'solver.ims_per_batch' must be at least 1"),
         ("solver.checkpoint_period=-5", "must be at least 0, got -5"),
         ("input.min_size_train=[]", "key 'input.min_size_train' expects a non-empty list"),
-        ("input.min_size_train=[600,0]", "key 'input.min_size_train' must be at least 1, got 0"),
+        ("input.min_size_train=[600,0]",
+         "key 'input.min_size_train' must be between 1 and 10000, got 0"),
         ("test.eval_period=-1", "key 'test.eval_period' must be at least 0"),
+        ("test.box_voting_iou=1.5", "key 'test.box_voting_iou' must be between 0 and 1, got 1.5"),
+        ("test.pyramid_sizes=[1000000000]",
+         "key 'test.pyramid_sizes' must be between 1 and 10000, got 1000000000"),
+        ("test.score_thresh=.nan", "key 'test.score_thresh' must be between 0 and 1, got nan"),
+        ("test.nms_thresh=-0.1", "key 'test.nms_thresh' must be between 0 and 1"),
+        ("model.rpn.iou_thresholds=[0.3,1.2]", "key 'model.rpn.iou_thresholds' must be between"),
+        ("model.roi_heads.positive_fraction=2", "key 'model.roi_heads.positive_fraction' must be"),
+        ("input.max_size_test=0", "key 'input.max_size_test' must be between 1 and 10000"),
+        ("input.flip_prob=.inf", "key 'input.flip_prob' must be between 0 and 1, got inf"),
+        ("solver.momentum=1.5", "key 'solver.momentum' must be between 0 and 1"),
+        ("solver.base_lr=-0.1", "key 'solver.base_lr' must be at least 0"),
     ],
-)
+)  # fmt: skip
 def test_values_are_range_checked_at_load(override: str, message: str) -> None:
     with pytest.raises(UserError, match=re.escape(message)):
         load_config(None, [override])
@@ -150,3 +162,50 @@ def test_non_utf8_config_is_one_line(tmp_path) -> None:
     path.write_bytes("output_dir: caf\xe9\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"latin1.yaml: not UTF-8 text \(byte 15\)"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("input.flip_prob=1.5", "key 'input.flip_prob' must be between 0 and 1, got 1.5"),
+        ("input.test_scales=[224,0]", "key 'input.test_scales' must be between 1 and 10000"),
+        ("input.crop_size=100000", "key 'input.crop_size' must be between 1 and 10000"),
+        ("data.num_workers=-1", "key 'data.num_workers' must be at least 0"),
+    ],
+)
+def test_pretrain_values_are_range_checked_at_load(override: str, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_pretrain_config(None, [override])
+
+
+def test_a_range_violation_in_a_file_names_the_file_and_key(tmp_path) -> None:
+    path = write(tmp_path / "bad.yaml", "test:\n  box_voting_iou: 1.5\n")
+    with pytest.raises(UserError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}: key 'test.box_voting_iou' must be between 0 and 1, got 1.5"
+    )
+
+
+def test_trust_weights_comes_only_from_the_command_line(tmp_path) -> None:
+    refused = write(tmp_path / "config.yaml", "trust_weights: true\n")
+    with pytest.raises(UserError) as info:
+        load_config(refused)
+    assert str(info.value).startswith(f"{refused}: key 'trust_weights'")
+    assert str(info.value).endswith("trust_weights is a command-line flag: --trust-weights")
+    for value in ("true", "false"):  # --set is a command line, but one a config's docs copy
+        with pytest.raises(UserError, match=r"--set: trust_weights is a command-line flag: --tr"):
+            load_config(None, [f"trust_weights={value}"])
+    old_run = write(tmp_path / "old.yaml", "trust_weights: false\nseed: 3\n")
+    assert load_config(old_run).seed == 3  # run folders saved before the flag still load
+    with pytest.raises(UserError, match="command-line flag"):
+        load_pretrain_config(refused)
+
+
+def test_a_saved_config_never_grants_trust(tmp_path) -> None:
+    cfg = load_config(None)
+    cfg.trust_weights = True  # what --trust-weights sets for this one process
+    save_config(cfg, tmp_path / "config.yaml")
+    assert "trust_weights: false" in (tmp_path / "config.yaml").read_text()
+    assert cfg.trust_weights is True  # the running config is left as it was
+    assert load_config(tmp_path / "config.yaml").trust_weights is False

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import DataWarning, UserError
-from engine.rundir import LOCK, claim_run_dir
+from engine.rundir import LOCK, claim_eval_dir, claim_run_dir
 
 
 def _claim(out: Path, resume: bool = False, restart: bool = False) -> None:
@@ -79,3 +79,27 @@ def test_bad_output_dirs_are_one_line_errors(tmp_path: Path) -> None:
         read_only.mkdir(mode=0o500)
         with pytest.raises(UserError, match="is not writable"):
             _claim(read_only)
+
+
+def test_an_evaluation_keeps_the_results_in_its_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with claim_eval_dir(out) as first:  # a new folder: results go straight in
+        assert first == out and (out / LOCK).is_file()
+        (out / "eval_results.json").write_text("trained")
+    with claim_eval_dir(out) as second, claim_eval_dir(out, main=False) as other_rank:
+        assert second.parent == out / "eval" and second.is_dir()
+        assert other_rank == out  # other ranks write nothing
+    with claim_eval_dir(out) as third:  # the same second: a folder of its own
+        assert third.parent == out / "eval" and third != second
+    assert (out / "eval_results.json").read_text() == "trained"
+    assert not (out / LOCK).exists()
+
+
+def test_an_evaluation_respects_the_lock_of_a_training_run(tmp_path: Path) -> None:
+    with claim_run_dir(tmp_path, False, False):  # a run is training there
+        with (
+            pytest.raises(UserError, match=rf"in use by process {os.getpid()}"),
+            claim_eval_dir(tmp_path),
+        ):
+            pass
+        assert (tmp_path / LOCK).is_file()  # the run's lock is left alone

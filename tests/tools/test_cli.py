@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from tools.cli import COMMANDS, main
+from tools.cli import COMMANDS, READER_GONE, main
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,3 +43,48 @@ def test_designs_command_list():
         "flops", "benchmark", "demo", "compare", "plot", "split-dataset", "browse",
         "dataset-stats", "report", "export",
     }  # fmt: skip
+
+
+def run_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
+    """``resdet ARGS | head -0``: stdout is a pipe whose reader has already gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "tools.cli", *args], stdout=write_end, stderr=subprocess.PIPE,
+            text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("flops", "resnet18"), READER_GONE), (("--help",), 0), (("score", "--help"), 0)],
+)
+def test_a_closed_stdout_ends_quietly(args, code):
+    # a command's output cut short: 141 (128 + SIGPIPE); argparse's --help ignores the
+    # error itself and ends 0; either way nothing on stderr
+    result = run_into_a_closed_pipe(*args)
+    assert READER_GONE == 141
+    assert (result.returncode, result.stderr) == (code, "")  # no "Exception ignored" at exit
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("report", "run", "--images", "-1"),
+         "resdet report: error: argument --images: expected a whole number >= 0, got '-1'"),
+        (("report", "run", "--score-thresh", "nan"),
+         "resdet report: error: argument --score-thresh: expected a number from 0 to 1, got 'nan'"),
+        (("infer", "--config", "c", "--weights", "w", "--input", "i", "--output", "o",
+          "--score-thresh", "1.5"),
+         "resdet infer: error: argument --score-thresh: expected a number from 0 to 1"),
+        (("nope",), "resdet: error: argument COMMAND: invalid choice: 'nope'"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_one_line_with_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert "usage:" not in result.stderr

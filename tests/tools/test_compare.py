@@ -107,3 +107,30 @@ def test_system_names(tmp_path):
     assert compare.system(plus) == "+ multi-scale testing"
     voc = load_config(CONFIGS / "faster_rcnn_r101_c4_voc0712_plus.yaml")
     assert compare.system(voc) == "baseline+++"
+
+
+def test_compare_reads_what_resdet_writes_for_a_class_without_test_objects(tmp_path, capsys):
+    from engine.run import write_eval_results
+
+    nan = float("nan")
+    written = fake_run(tmp_path / "new", "faster_rcnn_vgg16_voc0712", {})
+    metrics = {"voc07": {"mAP": 0.7312, "per_class": {"aeroplane": 0.8, "bus": nan}}}
+    write_eval_results(written, metrics, {"mAP@.5": 0.7312}, 10, "model_final.pth")
+    assert '"bus": null' in (written / "eval_results.json").read_text()  # strict JSON
+    legacy = fake_run(tmp_path / "old", "faster_rcnn_r101_c4_voc0712", {})
+    (legacy / "eval_results.json").write_text(  # what earlier versions wrote: NaN
+        '{"metrics": {"voc07": {"mAP": NaN, "per_class": {"bus": NaN}}}, "headline": {}}'
+    )
+    assert main(["compare", str(written), str(legacy)]) == 0
+    out = capsys.readouterr().out
+    assert "| VGG-16 | 73.1 (73.2) |" in out and "| ResNet-101 | n/a (76.4) |" in out
+
+
+def test_results_files_of_another_layout_are_one_line(tmp_path, capsys):
+    run_dir = fake_run(tmp_path, "faster_rcnn_vgg16_voc0712", {})
+    for text in ("[]", '{"metrics": {"voc07": 1}}', '{"metrics": {}, "headline": {"a": "x"}}'):
+        (run_dir / "eval_results.json").write_text(text)
+        assert main(["compare", str(run_dir)]) == 2
+        err = capsys.readouterr().err
+        assert "eval_results.json: not an eval_results.json written by resdet (" in err
+        assert err.count("\n") == 1

@@ -4,6 +4,7 @@ ordering, the fallbacks (no pr_curves.json, no coco_results.json) and the missin
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 from pathlib import Path
@@ -119,3 +120,41 @@ def test_a_run_without_a_needed_file_is_one_line(
     assert not (run_dir / "report.html").exists()
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "nope: run directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("[]", "expected an object, got list"),
+     ('{"metrics": []}', '"metrics" must be an object of objects'),
+     ('{"metrics": {}, "headline": []}', '"headline" must map names to numbers')],
+)  # fmt: skip
+def test_an_eval_results_file_of_another_layout_is_one_line(
+    trained: Path, tmp_path: Path, capsys, text: str, why: str
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "eval_results.json").write_text(text)
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"resdet report: error: {run_dir / 'eval_results.json'}: not an "
+                   f"eval_results.json written by resdet ({why})\n")  # fmt: skip
+    assert not (run_dir / "report.html").exists()
+
+
+def test_null_and_legacy_nan_scores_read_as_n_a(trained: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    results = json.loads((run_dir / "eval_results.json").read_text())
+    results["headline"] = {"mAP@.5": None, "mAP@[.5,.95]": 0.25}
+    text = json.dumps(results).replace('"circle": ', '"circle": NaN, "x": ', 1)
+    (run_dir / "eval_results.json").write_text(text)  # NaN: what earlier versions wrote
+    page = make_report(run_dir, tmp_path / "r.html", "--images", "0")
+    assert "mAP@.5 n/a, mAP@[.5,.95] 25.0%" in page
+    assert "<tr><td>circle</td><td>n/a</td>" in page
+
+
+def test_an_out_that_is_a_folder_is_refused_before_any_work(trained: Path, tmp_path: Path, capsys):
+    assert main(["report", str(trained), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"resdet report: error: --out {tmp_path} is a folder; expected the .html file " \
+        "to write\n"  # fmt: skip

@@ -201,3 +201,22 @@ def test_voc_score_of_an_image_record_tree_matches_hand_value(capsys, voc_tree, 
     )  # fmt: skip
     assert code == 0
     assert json.loads(out)["mAP"] == pytest.approx(0.5, abs=1e-15)
+
+
+def test_score_into_a_closed_pipe_ends_quietly(voc_case, voc_tree, tmp_path):
+    """``resdet score ... | head``: the reader leaves early; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    root, results = write_voc_inputs(voc_case, voc_tree, tmp_path, 0)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        command = [sys.executable, "-m", "tools.cli", "score", "--voc-root", str(root),
+                   "--results", str(results), "--classes", ",".join(NAMES)]  # fmt: skip
+        result = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                timeout=300)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -58,3 +58,34 @@ def test_unknown_layout_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFi
         )
         == 2
     )
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: what a crafted weights file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_convert_names_its_flag_for_a_pickle_that_would_run_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker, crafted, noise = tmp_path / "pwned", tmp_path / "in.pth", tmp_path / "noise.pth"
+    torch.save({"something.else": torch.zeros(2), "x": _Payload(marker)}, crafted)
+    noise.write_bytes(bytes(range(256)) * 3)
+    argv = ["convert", "--from", "torchvision", str(crafted), str(tmp_path / "out.pth")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("(posix.system); unpickling it could run code from the file: if you "
+                        "made it, --trust-weights\n")  # fmt: skip
+    assert "weights_only" not in err and not marker.exists()
+    assert main(["convert", "--from", "torchvision", str(noise), str(tmp_path / "o.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable checkpoint" in err and "trust" not in err
+    assert main([*argv, "--trust-weights"]) == 2  # read (the payload ran), then not a detector
+    assert marker.exists() and "unknown keys" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""`resdet eval`: trust only from the command line, and results already written are kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tools.cli import main
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: what a crafted weights file would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def shared_run(trained: Path, folder: Path, trust_in_config: bool) -> Path:
+    """A copy of a finished run whose ``model_final.pth`` also carries a payload, and whose
+    config.yaml says ``trust_weights: <trust_in_config>`` (output_dir: the copy)."""
+    shutil.copytree(trained, folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config.update(output_dir=str(folder), trust_weights=trust_in_config)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    final = torch.load(trained / "model_final.pth", weights_only=True)
+    torch.save({**final, "payload": _Payload(folder / "pwned")}, folder / "model_final.pth")
+    return folder
+
+
+def eval_argv(run: Path, *extra: str) -> list[str]:
+    """What `resdet report` suggests for a run without results."""
+    return ["eval", "--config", str(run / "config.yaml"), "--weights",
+            str(run / "model_final.pth"), *extra]  # fmt: skip
+
+
+def test_a_config_file_cannot_grant_trust_to_a_crafted_weights_file(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = shared_run(trained, tmp_path / "RUN", trust_in_config=True)
+    results = (run / "eval_results.json").read_bytes()
+    assert main(eval_argv(run)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"resdet eval: error: {run / 'config.yaml'}: key 'trust_weights' ")
+    assert err.endswith("trust_weights is a command-line flag: --trust-weights\n")
+    assert err.count("\n") == 1
+    assert not (run / "pwned").exists()
+    assert main(eval_argv(run, "--trust-weights")) == 2  # the file is refused, flag or not
+    assert main([*eval_argv(run), "--set", "trust_weights=true"]) == 2  # --set cannot either
+    assert not (run / "pwned").exists()
+    assert (run / "eval_results.json").read_bytes() == results
+
+
+def test_the_weights_file_is_refused_without_the_flag_and_read_with_it(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = shared_run(trained, tmp_path / "RUN", trust_in_config=False)  # as runs save it
+    assert main(eval_argv(run)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"resdet eval: error: weights file '{run / 'model_final.pth'}' holds ")
+    assert "(posix.system)" in err and err.endswith("if you made it, --trust-weights\n")
+    assert "weights_only" not in err and err.count("\n") == 1
+    assert not (run / "pwned").exists()
+    assert main(eval_argv(run, "--trust-weights")) == 0  # the person running it says so
+    assert (run / "pwned").exists()  # fully unpickled: the payload ran
+
+
+def test_eval_into_a_finished_run_keeps_its_results(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    kept = {name: (run / name).read_bytes() for name in ("eval_results.json", "pr_curves.png")}
+    argv = ["eval", "--config", str(run / "config.yaml"), "--weights",
+            str(run / "checkpoint_10.pth"), "--set", f"output_dir={run}"]  # fmt: skip
+    assert main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    (beside,) = (run / "eval").iterdir()
+    assert last == f"results written to {beside}/eval_results.json ({run} holds earlier " \
+        "results: kept)"  # fmt: skip
+    new = json.loads((beside / "eval_results.json").read_text())
+    assert new["weights"] == str(run / "checkpoint_10.pth") and new["iteration"] == 10
+    assert (beside / "pr_curves.png").is_file() and (beside / "voc_results").is_dir()
+    assert not (run / ".lock").exists()
+
+
+def test_eval_into_a_folder_a_run_is_training_in_is_refused(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    lock = f"{os.getpid()} {socket.gethostname()} 2024-01-01T00:00:00\n"  # a live process
+    (run / ".lock").write_text(lock)
+    before = sorted(p.name for p in run.iterdir())
+    argv = ["eval", "--config", str(run / "config.yaml"), "--weights",
+            str(run / "model_final.pth"), "--set", f"output_dir={run}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"output_dir {run} is in use by process {os.getpid()}" in err
+    assert err.count("\n") == 1
+    assert sorted(p.name for p in run.iterdir()) == before
+    assert (run / ".lock").read_text() == lock
