@@ -36,7 +36,11 @@ RUN_FILES = (
     "eval_results.json",
     "backbone.pth",
     "coco_results.json",
+    "coco_ground_truth.json",
+    "pr_curves.json",
+    "pr_curves.png",
     "voc_results",
+    "eval",  # later evaluations' results (claim_eval_dir)
     "tb",
 )
 

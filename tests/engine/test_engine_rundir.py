@@ -103,3 +103,19 @@ def test_an_evaluation_respects_the_lock_of_a_training_run(tmp_path: Path) -> No
         ):
             pass
         assert (tmp_path / LOCK).is_file()  # the run's lock is left alone
+
+
+def test_restart_also_moves_the_curves_and_later_evaluations_aside(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _earlier_run(out)
+    for name in ("pr_curves.json", "pr_curves.png", "coco_ground_truth.json"):
+        (out / name).write_text(name)
+    (out / "eval" / "20240101T000000Z").mkdir(parents=True)
+    with pytest.warns(DataWarning, match="moved to"), claim_run_dir(out, False, True):
+        pass
+    (previous,) = (out / "previous").iterdir()
+    assert {"pr_curves.json", "pr_curves.png", "coco_ground_truth.json", "eval"} <= {
+        p.name for p in previous.iterdir()
+    }
+    assert (previous / "pr_curves.png").read_text() == "pr_curves.png"  # not replaced later
+    assert sorted(p.name for p in out.iterdir()) == ["previous"]
