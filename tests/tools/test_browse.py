@@ -75,3 +75,30 @@ def test_browse_draws_one_file_per_id_in_out(voc: Path, tmp_path: Path) -> None:
     assert main([*argv, "--split", "test", "--out", str(out), "--max-images", "3"]) == 0
     ids = (voc / "ImageSets/Main/test.txt").read_text().split()[:3]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{i}.jpg" for i in ids)
+
+
+def test_a_full_disk_or_an_out_that_is_a_file_is_one_line(
+    voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+    import os
+
+    argv = ["browse", "--config", str(QUICKSTART), *tiny_overrides(voc, tmp_path / "unused"),
+            "--split", "test"]  # fmt: skip
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert main([*argv, "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("resdet browse: error: ") and err.count("\n") == 1
+    assert taken.read_text() == "mine"
+
+    def full(fd: int) -> None:  # cv2.imwrite returned False here, and browse said "drawn"
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "drawn" not in captured.out and captured.err.count("\n") == 1
+    assert ": cannot write (No space left on device" in captured.err
+    assert not [p for p in out.iterdir() if p.suffix == ".jpg" or p.name.endswith(".tmp")]
