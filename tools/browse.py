@@ -15,14 +15,16 @@ import argparse
 from pathlib import Path
 
 from detection.config import load_config
-from tools.arguments import add_config_arguments
+from tools.arguments import add_config_arguments, non_negative_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "configs/detection/raccoon_r18_c4.yaml")
     parser.add_argument("--split", choices=["train", "test"], default="train", help="data.<split>")
     parser.add_argument("--out", required=True, help="folder for the drawn images")
-    parser.add_argument("--max-images", type=int, default=50, help="draw at most this many")
+    parser.add_argument(
+        "--max-images", type=non_negative_int, default=50, help="draw at most this many"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -80,6 +80,8 @@ def test_a_closed_stdout_ends_quietly(args, code):
         (("infer", "--config", "c", "--weights", "w", "--input", "i", "--output", "o",
           "--score-thresh", "1.5"),
          "resdet infer: error: argument --score-thresh: expected a number from 0 to 1"),
+        (("browse", "--config", "c", "--out", "o", "--max-images", "-3"),
+         "resdet browse: error: argument --max-images: expected a whole number >= 0, got '-3'"),
         (("nope",), "resdet: error: argument COMMAND: invalid choice: 'nope'"),
     ],
 )  # fmt: skip
