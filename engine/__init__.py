@@ -5,5 +5,6 @@ config machinery and the shared sections), distributed (torchrun set-up and coll
 seeding, amp, images (decoding and the bad-image policy), samplers (resumable training and
 inference samplers), spec (the input a network expects), solver (SGD groups, warm-up x
 multi-step lr), checkpoint (atomic checkpoints, resume), metrics (metrics.jsonl, TensorBoard,
-progress), loop (the plain training loop) and run (one orchestrator for any task).
+progress), loop (the plain training loop), stops (SIGTERM / SIGINT for a run and its
+DataLoader workers) and run (one orchestrator for any task).
 """

@@ -4,18 +4,16 @@ A stage plugs in a ``step_fn(model, batch) -> dict[str, Tensor]``: keys starting
 ``loss`` are summed and back-propagated; keys starting with ``num_`` are counts (summed over
 processes and over the run: ``num_skipped_images``); any other key is a scalar to log
 (``train_error``). Everything else (AMP, clipping, the non-finite policy, checkpoints,
-evaluation, logging, SIGTERM/SIGINT) is here, once.
+evaluation, logging, what SIGTERM/SIGINT do: see ``engine.stops``) is here, once.
 """
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from types import FrameType
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,9 +22,11 @@ from torch import Tensor, nn
 from engine import distributed as dist
 from engine.amp import autocast
 from engine.checkpoint import Checkpointer, list_checkpoints
-from engine.errors import RunStopped
+from engine.errors import RunStopped, UserError
 from engine.metrics import MetricsLogger
+from engine.seeding import capture_rng_state, restore_rng_state
 from engine.solver import WarmupMultiStepLR
+from engine.stops import StopOnSignal, StopRequested
 
 StepFn = Callable[[nn.Module, Any], dict[str, Tensor]]
 EvalFn = Callable[[], dict[str, Any]]
@@ -38,6 +38,11 @@ class NonFiniteLossError(RunStopped):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT arrived; a checkpoint was saved before this was raised."""
+
+
+class EvaluationInterrupted(TrainingInterrupted):
+    """A stop came at the last iteration or during the final evaluation: the training is
+    complete and checkpointed, the final evaluation did not run to its end."""
 
 
 @dataclass
@@ -74,8 +79,14 @@ def train_loop(
     checkpoint_extra: Callable[[int], dict[str, Any]] | None = None,
     eval_fn: EvalFn | None = None,
     logger: MetricsLogger | None = None,
+    stop: StopOnSignal | None = None,
 ) -> dict[str, Any]:
     """Train from ``start_iter`` to ``options.max_iter`` (iterations count finished updates).
+
+    A SIGTERM or SIGINT (to this process or its whole group, DataLoader workers included)
+    ends the run at the next iteration boundary with a checkpoint. An evaluation of weights
+    that are already in a checkpoint (the final one; a periodic one at a checkpoint
+    iteration) is abandoned at once in a single process; under torchrun it runs to its end.
 
     Args:
         model: DDP-wrapped or not, already on its device.
@@ -89,9 +100,12 @@ def train_loop(
         scaler: GradScaler for fp16 (see :func:`engine.amp.make_grad_scaler`).
         checkpointer: saves every ``checkpoint_period``, at the end and on SIGTERM/SIGINT.
         checkpoint_extra: iteration -> extra checkpoint state (e.g. the sampler position).
-        eval_fn: called on every rank every ``eval_period`` and at the end; its result
-            (rank 0's is what counts) is logged and returned under "eval".
+        eval_fn: called on every rank every ``eval_period`` and at the end (also when
+            ``start_iter`` is already ``max_iter``); its result (rank 0's is what counts) is
+            logged and returned under "eval". It does not move the training's random streams.
         logger: metrics.jsonl / TensorBoard / progress bar (None: no logging).
+        stop: the caller's signal handling, already entered (None: the loop installs its own
+            for its duration).
 
     Returns:
         The last logged window (losses, lr, time, ...), the run's counts and "eval".
@@ -99,44 +113,153 @@ def train_loop(
     Raises:
         NonFiniteLossError: a non-finite loss under the ``stop`` policy (nothing is saved,
             so the last good checkpoint stays the newest).
-        TrainingInterrupted: after SIGTERM/SIGINT and a checkpoint.
+        TrainingInterrupted: after SIGTERM/SIGINT and a checkpoint (or, if an error such as
+            a dead DataLoader worker followed the signal, naming the last checkpoint).
+        EvaluationInterrupted: the stop came at the last iteration or during the final
+            evaluation; the last checkpoint holds the trained weights.
     """
-    counts = {"num_skipped_batches": 0.0}
-    last: dict[str, Any] = {}
     update = _Update(model, optimizer, scheduler, scaler, step_fn, options, checkpointer)
-
-    def checkpoint(iteration: int) -> str:
-        extra = checkpoint_extra(iteration) if checkpoint_extra else None
-        return str(checkpointer.save(iteration, extra)) if checkpointer is not None else "none"
-
+    run = _Run(model, update, options, checkpointer, checkpoint_extra, eval_fn, logger)
     model.train()
-    with _StopOnSignal() as stop:
-        data = iter(batches)
-        for iteration in range(start_iter + 1, options.max_iter + 1):
-            start = time.perf_counter()
-            batch = next(data)
-            data_time = time.perf_counter() - start
-            scalars, stop_now = update(iteration, batch, stop, counts)
-            timing = {"time": time.perf_counter() - start, "data_time": data_time}
-            line = _log(logger, iteration, {**scalars, **timing}, counts, options)
-            last = line if line is not None else last
-            if stop_now:
-                raise TrainingInterrupted(
-                    f"stopped by {stop.signal or 'a signal'} at iteration {iteration}; "
-                    f"checkpoint: {checkpoint(iteration)} (continue with --resume)"
-                )
-            if _due(iteration, options.checkpoint_period, options.max_iter):
-                checkpoint(iteration)
-            if eval_fn is not None and _due(iteration, options.eval_period, options.max_iter):
-                last["eval"] = _evaluate(model, eval_fn, logger, iteration)
-        if stop.signal is not None:  # it came during the last evaluation: say so, exit 130
+    with nullcontext(stop) if stop is not None else StopOnSignal() as signals:
+        last = run.iterations(batches, start_iter, signals)
+        if eval_fn is not None:
+            last["eval"] = run.final_evaluation(signals)
+    return {**last, **{k: int(v) for k, v in run.counts.items()}}
+
+
+@dataclass
+class _Run:
+    """The parts of one ``train_loop`` call and what it has done so far."""
+
+    model: nn.Module
+    update: _Update
+    options: LoopOptions
+    checkpointer: Checkpointer | None
+    checkpoint_extra: Callable[[int], dict[str, Any]] | None
+    eval_fn: EvalFn | None
+    logger: MetricsLogger | None
+    counts: dict[str, float] = field(default_factory=lambda: {"num_skipped_batches": 0.0})
+    stop_agreed: bool = False  # every rank saw a stop at the last iteration
+
+    def iterations(
+        self, batches: Iterable[Any], start_iter: int, signals: StopOnSignal
+    ) -> dict[str, Any]:
+        """Iterations ``start_iter + 1 .. max_iter`` with their checkpoints and periodic
+        evaluations; returns the last logged window."""
+        last: dict[str, Any] = {}
+        opts = self.options
+        iteration = start_iter
+        try:
+            data = iter(batches)
+            for iteration in range(start_iter + 1, opts.max_iter + 1):
+                line, stop_now = self.iteration(iteration, data, signals)
+                last = line if line is not None else last
+                if stop_now and (iteration < opts.max_iter or self.eval_fn is None):
+                    raise TrainingInterrupted(
+                        f"stopped by {signals.signal or 'a signal'} at iteration {iteration}; "
+                        f"checkpoint: {self.checkpoint(iteration)} (continue with --resume)"
+                    )
+                self.stop_agreed = stop_now
+                saved = _due(iteration, opts.checkpoint_period, opts.max_iter)
+                if saved:
+                    self.checkpoint(iteration)
+                if self.evaluates_after(iteration):
+                    last["eval"] = self.periodic_evaluation(iteration, saved, signals)
+        except (RunStopped, UserError):
+            raise
+        except Exception as exc:  # after a stop: e.g. a worker or a peer that died of it too
+            if signals.signal is None:
+                raise
+            raise TrainingInterrupted(self.stopped_by_an_error(signals, iteration, exc)) from exc
+        return last
+
+    def iteration(
+        self, iteration: int, data: Iterator[Any], signals: StopOnSignal
+    ) -> tuple[dict[str, Any] | None, bool]:
+        """Fetch, step and log one iteration; returns the metrics line (if one was written)
+        and whether every rank agrees to stop."""
+        start = time.perf_counter()
+        batch = next(data)
+        data_time = time.perf_counter() - start
+        scalars, stop_now = self.update(iteration, batch, signals, self.counts)
+        timing = {"time": time.perf_counter() - start, "data_time": data_time}
+        line = _log(self.logger, iteration, {**scalars, **timing}, self.counts, self.options)
+        return line, stop_now
+
+    def evaluates_after(self, iteration: int) -> bool:
+        """A periodic evaluation is due (the final one is :meth:`final_evaluation`)."""
+        period, max_iter = self.options.eval_period, self.options.max_iter
+        return (
+            self.eval_fn is not None
+            and iteration < max_iter
+            and period > 0
+            and (iteration % period == 0)
+        )
+
+    def checkpoint(self, iteration: int) -> str:
+        """Save the state after ``iteration``; returns the file's path (or "none")."""
+        if self.checkpointer is None:
+            return "none"
+        extra = self.checkpoint_extra(iteration) if self.checkpoint_extra else None
+        return str(self.checkpointer.save(iteration, extra))
+
+    def latest_checkpoint(self) -> str:
+        """The newest checkpoint on disk, or "none"."""
+        saved = list_checkpoints(self.checkpointer.output_dir) if self.checkpointer else []
+        return str(saved[0]) if saved else "none"
+
+    def periodic_evaluation(
+        self, iteration: int, checkpointed: bool, signals: StopOnSignal
+    ) -> dict[str, Any]:
+        """Evaluate after ``iteration``; when its weights are in a checkpoint a stop
+        abandons the evaluation (single process) and ends the run."""
+        preempt = checkpointed and self.checkpointer is not None and dist.get_world_size() == 1
+        try:
+            with signals.interrupting(preempt):
+                return _evaluate(self.model, self.eval_fn, self.logger, iteration)
+        except StopRequested:
             raise TrainingInterrupted(
-                f"stopped by {stop.signal} during the evaluation after iteration "
-                f"{options.max_iter}; the trained weights are in its checkpoint"
+                f"stopped by {signals.signal} during the evaluation after iteration "
+                f"{iteration}, not finished; checkpoint: {self.latest_checkpoint()} "
+                "(continue with --resume)"
+            ) from None
+
+    def final_evaluation(self, signals: StopOnSignal) -> dict[str, Any]:
+        """Evaluate the trained weights (they are in the last checkpoint); a stop before or
+        during it (during: at once, in a single process) raises EvaluationInterrupted."""
+        iteration = self.options.max_iter
+        if self.stop_agreed:
+            raise EvaluationInterrupted(
+                f"stopped by {signals.signal} at iteration {iteration}, the last, before the "
+                f"final evaluation; checkpoint: {self.latest_checkpoint()}"
             )
-    if eval_fn is not None and start_iter >= options.max_iter:  # nothing left to train
-        last["eval"] = _evaluate(model, eval_fn, logger, options.max_iter)
-    return {**last, **{k: int(v) for k, v in counts.items()}}
+        try:
+            with signals.interrupting(dist.get_world_size() == 1):
+                return _evaluate(self.model, self.eval_fn, self.logger, iteration)
+        except (RunStopped, UserError):
+            raise
+        except (StopRequested, Exception) as exc:
+            if signals.signal is None:
+                raise
+            cause = "" if isinstance(exc, StopRequested) else f" (then: {_first_line(exc)})"
+            raise EvaluationInterrupted(
+                f"stopped by {signals.signal} during the final evaluation after iteration "
+                f"{iteration}{cause}; checkpoint: {self.latest_checkpoint()}"
+            ) from None
+
+    def stopped_by_an_error(self, signals: StopOnSignal, iteration: int, exc: Exception) -> str:
+        """The one line for an error that followed a stop: no new checkpoint (the state may
+        be half-updated), the last one is named."""
+        return (
+            f"stopped by {signals.signal} at iteration {iteration} (then: {_first_line(exc)}); "
+            f"the last checkpoint is {self.latest_checkpoint()} (continue with --resume)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 @dataclass
@@ -156,7 +279,7 @@ class _Update:
         self.device_type = next(self.model.parameters()).device.type
 
     def __call__(
-        self, iteration: int, batch: Any, stop: _StopOnSignal, counts: dict[str, float]
+        self, iteration: int, batch: Any, stop: StopOnSignal, counts: dict[str, float]
     ) -> tuple[dict[str, float], bool]:
         """Returns the iteration's scalars (with ``lr``) and whether any rank was signalled;
         ``counts`` gains the step's ``num_*`` values."""
@@ -254,31 +377,18 @@ def _on_nonfinite(
 
 
 def _evaluate(
-    model: nn.Module, eval_fn: EvalFn, logger: MetricsLogger | None, iteration: int
+    model: nn.Module, eval_fn: EvalFn | None, logger: MetricsLogger | None, iteration: int
 ) -> dict[str, Any]:
-    results = eval_fn()
-    model.train()
+    """Run ``eval_fn`` and log its results; the random streams are put back afterwards (an
+    evaluation's DataLoader draws a seed), so training after it continues as a run resumed
+    from the checkpoint saved before it does."""
+    assert eval_fn is not None
+    rng = capture_rng_state()
+    try:
+        results = eval_fn()
+    finally:
+        restore_rng_state(rng)
+        model.train()
     if logger is not None:
         logger.write(iteration, {"eval": results})
     return results
-
-
-class _StopOnSignal:
-    """Within the block, SIGTERM and SIGINT set ``signal`` instead of killing the process."""
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signal = signal.Signals(signum).name
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():  # handlers need it
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)

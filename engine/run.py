@@ -17,6 +17,7 @@ import dataclasses
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,11 +31,12 @@ from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.config import SolverConfig, save_config
 from engine.errors import UserError
 from engine.io import atomic_write_json, is_json_number, read_json
-from engine.loop import LoopOptions, train_loop
+from engine.loop import EvaluationInterrupted, LoopOptions, TrainingInterrupted, train_loop
 from engine.metrics import MetricsLogger
 from engine.rundir import claim_eval_dir, claim_run_dir
 from engine.seeding import deterministic_mode, seed_everything
 from engine.solver import WarmupMultiStepLR, build_optimizer
+from engine.stops import StopOnSignal, StopRequested
 
 EVAL_RESULTS = "eval_results.json"
 
@@ -118,40 +120,97 @@ def run_training(task: Task, resume: bool = False, restart: bool = False) -> dic
 
 
 def _train(task: Task, out: Path, resume: bool, device: torch.device) -> dict[str, Any]:
-    """The steps of one run, inside its process set-up and its claim on ``out``."""
+    """The steps of one run, inside its process set-up and its claim on ``out``.
+
+    SIGTERM / SIGINT (see ``engine.stops``): during the set-up (nothing trained yet) a stop
+    ends the run at once, in a single process; from the first iteration on the loop
+    handles it; while the final files are written it waits for them.
+    """
     cfg = task.cfg
-    task.preflight()
-    batch = per_process_batch(cfg.solver)
-    model = task.build_model(device)
-    ddp = dist.wrap_ddp(model, device)
-    optimizer, schedule = build_solver(cfg.solver, model)
-    amp = amp_dtype(cfg.solver, device)
-    scaler = make_grad_scaler(amp, device)
-    checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
-    start = _resume(checkpointer) if resume else 0
-    # the training data is read before config.yaml is written: a bad data.train path then
-    # leaves the folder as it was, not "holding a run" the rerun must --restart
-    batches = task.train_batches(batch, start)
-    if dist.is_main():
-        if resume:
-            warn_changed_schedule(out / "config.yaml", cfg)
-        save_config(cfg, out / "config.yaml")
-    logger = MetricsLogger(out, cfg.solver.max_iter, start, enabled=dist.is_main(),
-                           tensorboard=cfg.tensorboard)  # fmt: skip
-    try:
-        final = train_loop(
-            ddp, optimizer, schedule, batches, task.step, loop_options(cfg, amp),
-            start_iter=start, scaler=scaler, checkpointer=checkpointer, logger=logger,
-            eval_fn=lambda: task.evaluate(model, device),
-        )  # fmt: skip
-    finally:
-        logger.close()
-    if dist.is_main():
-        task.save_final(out, model, cfg.solver.max_iter)
-        results = final.get("eval", {})
-        write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
-                           "model_final.pth")  # fmt: skip
+    with StopOnSignal() as stop:
+        run = _set_up(task, out, resume, device, stop)
+        logger = MetricsLogger(out, cfg.solver.max_iter, run.start, enabled=dist.is_main(),
+                               tensorboard=cfg.tensorboard)  # fmt: skip
+        try:
+            final = train_loop(
+                run.ddp, run.optimizer, run.schedule, run.batches, task.step,
+                loop_options(cfg, run.amp), start_iter=run.start, scaler=run.scaler,
+                checkpointer=run.checkpointer, logger=logger,
+                eval_fn=lambda: task.evaluate(run.model, device), stop=stop,
+            )  # fmt: skip
+        except EvaluationInterrupted as exc:
+            raise EvaluationInterrupted(_trained_not_evaluated(task, out, run.model, exc)) from None
+        finally:
+            logger.close()
+        if dist.is_main():
+            task.save_final(out, run.model, cfg.solver.max_iter)
+            results = final.get("eval", {})
+            write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
+                               "model_final.pth")  # fmt: skip
     return final
+
+
+@dataclass
+class _Parts:
+    """What a run trains with, from :func:`_set_up`."""
+
+    model: nn.Module
+    ddp: nn.Module  # the model, DDP-wrapped under torchrun
+    optimizer: torch.optim.SGD
+    schedule: WarmupMultiStepLR
+    amp: str | None
+    scaler: torch.amp.GradScaler | None
+    checkpointer: Checkpointer
+    start: int  # finished iterations (from --resume)
+    batches: Iterable[Any]
+
+
+def _set_up(
+    task: Task, out: Path, resume: bool, device: torch.device, stop: StopOnSignal
+) -> _Parts:
+    """Preflight, model, solver, checkpointer and resume, config.yaml, the training stream.
+
+    Raises:
+        TrainingInterrupted: a stop arrived meanwhile (nothing trained, nothing to save).
+    """
+    cfg = task.cfg
+    try:
+        with stop.interrupting(dist.get_world_size() == 1):
+            task.preflight()
+            batch = per_process_batch(cfg.solver)
+            model = task.build_model(device)
+            ddp = dist.wrap_ddp(model, device)
+            optimizer, schedule = build_solver(cfg.solver, model)
+            amp = amp_dtype(cfg.solver, device)
+            scaler = make_grad_scaler(amp, device)
+            checkpointer = Checkpointer(out, ddp, optimizer, schedule, scaler, meta=task.meta())
+            start = _resume(checkpointer) if resume else 0
+            # the training data is read before config.yaml is written: a bad data.train path
+            # then leaves the folder as it was, not "holding a run" the rerun must --restart
+            batches = task.train_batches(batch, start)
+            if dist.is_main():
+                if resume:
+                    warn_changed_schedule(out / "config.yaml", cfg)
+                save_config(cfg, out / "config.yaml")
+    except StopRequested:
+        raise TrainingInterrupted(
+            f"stopped by {stop.signal} while setting up, before the first iteration: nothing "
+            "to save (--resume starts the run again)"
+        ) from None
+    return _Parts(model, ddp, optimizer, schedule, amp, scaler, checkpointer, start, batches)
+
+
+def _trained_not_evaluated(
+    task: Task, out: Path, model: nn.Module, exc: EvaluationInterrupted
+) -> str:
+    """Write the final weights of a run whose final evaluation a stop cut short; returns
+    the one line that says so and how to run the evaluation."""
+    if dist.is_main():
+        task.save_final(out, model, task.cfg.solver.max_iter)
+    return (
+        f"{exc}; the training is complete ({out / 'model_final.pth'}); --resume runs the "
+        "evaluation again"
+    )
 
 
 def evaluate_checkpoint(task: Task, weights: str | list[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from backbones.pretrain.data import EvalDataset, collate_eval
 from backbones.pretrain.readers import ClassificationData
@@ -21,6 +21,7 @@ from backbones.pretrain.transforms import ViewTransform
 from engine import distributed as dist
 from engine.amp import autocast
 from engine.metrics import Progress
+from engine.stops import StopSafeLoader
 
 
 def score_views(model: nn.Module, views: list[list[Tensor]], device: torch.device) -> Tensor:
@@ -85,7 +86,7 @@ def evaluate(
     results: dict[str, dict[str, float]] = {}
     for mode, transform in views.items():
         per_batch = max(1, batch_size // {"center": 1, "10crop": 10}.get(mode, 16))
-        loader = DataLoader(
+        loader = StopSafeLoader(
             Subset(EvalDataset(data, transform), shard),
             batch_size=per_batch,
             num_workers=num_workers,

@@ -41,6 +41,7 @@ from engine.run import amp_dtype, evaluate_checkpoint, per_process_batch, run_tr
 from engine.samplers import ResumableBatchSampler
 from engine.solver import TRAIN_ERROR_KEY
 from engine.spec import InputSpec
+from engine.stops import StopSafeLoader
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ def _train_loader(
         inp.crop_size, inp.scale_range, inp.pad, inp.flip_prob, inp.lighting_std, mean,
         inp.pixel_std,
     )  # fmt: skip
-    return DataLoader(
+    return StopSafeLoader(
         TrainDataset(train, transform),
         batch_sampler=sampler,
         num_workers=cfg.data.num_workers,

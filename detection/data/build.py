@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader
+from torch.utils.data import BatchSampler
 
 from detection.config import Config, DatasetConfig, InputConfig, TestConfig, check_class_names
 from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
@@ -27,6 +27,7 @@ from detection.structures import ImageRecord
 from engine import distributed as dist
 from engine.errors import DataWarning, UserError
 from engine.samplers import InferenceSampler, ResumableBatchSampler, seed_worker
+from engine.stops import StopSafeLoader
 
 DETECTION_FORMATS = ("voc", "coco")
 
@@ -145,7 +146,7 @@ def build_detection_train_loader(
     batch_sampler = ResumableBatchSampler(
         len(records), images_per_process, cfg.seed, rank, world_size, start_iter, groups
     )
-    loader = DataLoader(
+    loader = StopSafeLoader(
         DetectionDataset(records, build_train_transform(cfg.input)),
         batch_sampler=batch_sampler,
         collate_fn=functools.partial(
@@ -173,7 +174,7 @@ def build_detection_test_loader(
     records = load_dataset_records(cfg.data.test, class_names, "data.test")
     records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.test")
     sampler = InferenceSampler(len(records), dist.get_rank(), dist.get_world_size())
-    loader = DataLoader(
+    loader = StopSafeLoader(
         DetectionDataset(records, build_test_transform(cfg.input, cfg.test)),
         batch_sampler=BatchSampler(sampler, cfg.test.ims_per_batch, drop_last=False),
         collate_fn=functools.partial(

@@ -166,7 +166,7 @@ def test_sigterm_during_the_final_evaluation_is_reported(tmp_path: Path) -> None
         os.kill(os.getpid(), signal.SIGTERM)  # e.g. the scheduler's time limit
         return {"acc": 1.0}
 
-    with pytest.raises(TrainingInterrupted, match="SIGTERM during the evaluation after iter"):
+    with pytest.raises(TrainingInterrupted, match="SIGTERM during the final evaluation after iter"):
         train_loop(model, opt, sched, _batches(), _mse_step, LoopOptions(4), checkpointer=ckpt,
                    eval_fn=evaluate)  # fmt: skip
     assert (tmp_path / "checkpoint_4.pth").is_file()  # saved before the evaluation
