@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 from engine.errors import UserError
+from engine.io import json_safe
 from tools.arguments import parse_class_names
 
 
@@ -55,17 +55,9 @@ def run(args: argparse.Namespace) -> int:
         summary, table = _score_voc(args)
     else:
         summary, table = _score_coco(args)
-    print(json.dumps(_json_safe(summary)) if args.json else table)
+    # NaN (a class without objects) as null: strict JSON
+    print(json.dumps(json_safe(summary), allow_nan=False) if args.json else table)
     return 0
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (a class without objects) -> null, so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _score_voc(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
