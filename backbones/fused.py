@@ -6,10 +6,10 @@ oneDNN can apply the ReLU and the add as post-ops while the convolution's output
 still in cache (``torch.ops.mkldnn._convolution_pointwise``, the kernels inductor emits).
 
 The functions here compute exactly the eager expression their name spells, and take the fused
-call only where it is the same computation and nothing watches the modules (forward hooks,
-`hooked`):
-- CPU, no autograd (inference), not being traced, exported or compiled (those see the plain
-  ops, which inductor fuses itself);
+call only where it is the same computation and nothing records or watches the modules
+(``engine.fastpath.plain_ops_required``: fx / TorchScript / ONNX / compile / export, forward
+hooks; those get the modules called one by one):
+- CPU, no autograd (inference);
 - the norm between conv and activation already folded into the conv (an ``nn.Identity``,
   see ``fold_frozen_bn``);
 - channels_last maps, and either fp32 throughout or bf16 weights under CPU bf16 autocast
@@ -32,29 +32,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbones.layers import FrozenBatchNorm2d
+from engine.fastpath import plain_ops_required
 
 _ops = torch.ops.mkldnn
 
 
-def being_recorded() -> bool:
-    """The ops are being recorded into a graph (the JIT tracer, the ONNX exporter,
-    torch.compile): fast paths that a graph cannot hold (mkldnn ops, threads, in-place
-    writes into fresh buffers) give way to the plain ops."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-
-
-def hooked(*modules: nn.Module | None) -> bool:
-    """Any forward (pre-)hook on these modules, or on every module: those must see the
-    modules called one by one, so the fast paths step aside (a fused call or a folded
-    norm never enters the modules' own forward)."""
-    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return True
-    return any(m is not None and (m._forward_hooks or m._forward_pre_hooks) for m in modules)
-
-
-def fused_dtype(conv: nn.Conv2d, norm: nn.Module | None, x: Tensor) -> torch.dtype | None:
+def fused_dtype(
+    conv: nn.Conv2d, norm: nn.Module | None, x: Tensor, *watched: nn.Module | None
+) -> torch.dtype | None:
     """The dtype the fused call runs in for ``conv`` (then ``norm``) on ``x``, or None for
-    the eager ops."""
+    the eager ops (always None where ``engine.fastpath`` wants the plain modules: a graph
+    being recorded, or a hook on ``conv``, ``norm`` or the ``watched`` modules)."""
+    if plain_ops_required(x, conv, norm, *watched):
+        return None
     if (
         x.device.type != "cpu"
         or x.dim() != 4
@@ -63,8 +53,6 @@ def fused_dtype(conv: nn.Conv2d, norm: nn.Module | None, x: Tensor) -> torch.dty
         or conv.padding_mode != "zeros"
         or isinstance(conv.padding, str)
         or not x.is_contiguous(memory_format=torch.channels_last)
-        or being_recorded()
-        or hooked(conv, norm)
         or not torch.backends.mkldnn.is_available()
     ):
         return None
@@ -93,18 +81,25 @@ def conv_norm(conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None) -> Tens
     than two over the activations (forward and backward; the gradient reaching W is the
     same). Equal to conv-then-norm up to float rounding.
     """
-    if isinstance(norm, FrozenBatchNorm2d) and not hooked(conv, norm):
+    if isinstance(norm, FrozenBatchNorm2d) and not plain_ops_required(x, conv, norm):
         scale, shift = norm.scale_and_shift()
         bias = shift if conv.bias is None else conv.bias * scale + shift
         return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), bias)
     return conv(x) if norm is None else norm(conv(x))
 
 
-def conv_relu(conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None) -> Tensor:
-    """``relu(norm(conv(x)))`` (no norm when None): (N, C_in, H, W) -> (N, C_out, H', W')."""
-    dtype = fused_dtype(conv, norm, x)
+def conv_relu(
+    conv: nn.Conv2d, x: Tensor, norm: nn.Module | None = None, relu: nn.Module | None = None
+) -> Tensor:
+    """``relu(norm(conv(x)))`` (no norm when None): (N, C_in, H, W) -> (N, C_out, H', W').
+
+    ``relu`` is the model's own ReLU module where it has one (a tap people hook, e.g. VGG's
+    relu3_3): off the fused path it is called as a module; None applies ``F.relu``.
+    """
+    dtype = fused_dtype(conv, norm, x, relu)
     if dtype is None:
-        return F.relu(conv_norm(conv, x, norm), inplace=True)
+        out = conv_norm(conv, x, norm)
+        return relu(out) if relu is not None else F.relu(out, inplace=True)
     return _ops._convolution_pointwise(
         x.to(dtype), conv.weight, conv.bias, *_geometry(conv), "relu", [], ""
     )

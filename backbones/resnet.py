@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from backbones.fused import conv_add, conv_norm, conv_relu, hooked
+from backbones.fused import conv_add, conv_norm, conv_relu
 from backbones.layers import Backbone, FrozenBatchNorm2d, check_positive, kaiming_init, make_norm
 from engine.errors import UserError
 
@@ -104,9 +104,7 @@ class Stem(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) -> (N, C, H / 4, W / 4)."""
-        if hooked(self.relu):  # a hook on the ReLU must see it run
-            return super().forward(x)
-        return self.maxpool(conv_relu(self.conv1, x, self.bn1))
+        return self.maxpool(conv_relu(self.conv1, x, self.bn1, self.relu))
 
 
 def residual_tail(

@@ -11,10 +11,11 @@ conv5 (= conv5_3) has stride 16, as Faster R-CNN uses it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from backbones.fused import conv_relu, hooked
+from backbones.fused import conv_relu
 from backbones.layers import Backbone, check_positive, kaiming_init, make_norm
 
 # conv widths (multiples of base_width) per block, torchvision's configs "D" and "E"
@@ -24,6 +25,35 @@ CONFIGS: dict[int, tuple[tuple[int, ...], ...]] = {
 }
 
 
+class ConvReLU(NamedTuple):
+    """One conv [+ norm] + ReLU of `Features`, run as one `conv_relu`."""
+
+    conv: nn.Conv2d
+    norm: nn.Module | None
+    relu: nn.Module
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """(N, C_in, H, W) -> (N, C_out, H, W)."""
+        return conv_relu(self.conv, x, self.norm, self.relu)
+
+
+def conv_relu_steps(layers: Sequence[nn.Module]) -> list[ConvReLU | nn.Module]:
+    """``layers`` with each conv, [norm,] ReLU run grouped into a `ConvReLU` (max pools and
+    anything else stay as they are)."""
+    steps: list[ConvReLU | nn.Module] = []
+    i = 0
+    while i < len(layers):
+        run = layers[i : i + 3]
+        relu_at = next((k for k, m in enumerate(run) if isinstance(m, nn.ReLU)), 0)
+        if isinstance(run[0], nn.Conv2d) and relu_at in (1, 2):
+            steps.append(ConvReLU(run[0], run[1] if relu_at == 2 else None, run[relu_at]))
+            i += relu_at + 1
+        else:
+            steps.append(layers[i])
+            i += 1
+    return steps
+
+
 class Features(nn.Sequential):
     """torchvision's ``features`` Sequential (same indices, same keys), each conv [+ norm] +
     ReLU run as one `conv_relu` (a single fused call at CPU inference, `backbones.fused`).
@@ -31,17 +61,14 @@ class Features(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) through the layers in order."""
-        layers, i = list(self), 0
-        while i < len(layers):
-            run = layers[i : i + 3]  # conv, [norm,] ReLU: make_features' pattern
-            relu_at = next((k for k, m in enumerate(run) if isinstance(m, nn.ReLU)), 0)
-            fusable = relu_at in (1, 2) and not hooked(run[relu_at])  # a hooked ReLU runs
-            if isinstance(run[0], nn.Conv2d) and fusable:
-                x = conv_relu(run[0], x, run[1] if relu_at == 2 else None)
-                i += relu_at + 1
-            else:
-                x, i = layers[i](x), i + 1
-        return x
+        return run_layers(list(self), x)
+
+
+def run_layers(layers: Sequence[nn.Module], x: Tensor) -> Tensor:
+    """(N, C, H, W) through ``layers`` in order, each conv [+ norm] + ReLU as one `conv_relu`."""
+    for step in conv_relu_steps(layers):
+        x = step(x)
+    return x
 
 
 def make_features(
@@ -139,7 +166,17 @@ class VGG(Backbone):
         Returns:
             name -> (N, out_channels[name], H / stride, W / stride) (floored per pool).
         """
-        return super().forward_features(x, out_features)
+        wanted = self.wanted_features(out_features)
+        layers, starts = list(self.features), [0, *self.pool_indices[:-1]]
+        feats: dict[str, Tensor] = {}
+        for name, start, end in zip(self.out_channels, starts, self.pool_indices):
+            if len(feats) == len(wanted):
+                break  # deeper blocks are not run
+            # the installed layers themselves, not `stages()`'s slices: fx can trace these
+            x = run_layers(layers[start:end], x)
+            if name in wanted:
+                feats[name] = x
+        return feats
 
     def forward_head(self, feats: dict[str, Tensor]) -> Tensor:
         """pool5, 7x7 adaptive average pool, fc6, fc7, fc8: (N, C, h, w) -> (N, num_classes)."""

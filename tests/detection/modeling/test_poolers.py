@@ -8,8 +8,9 @@ import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
-from detection.modeling import poolers
-from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois, float32_nchw
+from detection.modeling import roi_cpu
+from detection.modeling.poolers import ROIPooler, assign_levels, boxes_to_rois
+from detection.modeling.roi_cpu import float32_nchw
 
 
 def _square(side: float) -> list[float]:
@@ -73,13 +74,13 @@ def test_inference_pools_in_parallel_chunks_bit_for_bit(
     boxes = [torch.cat((b[:, :2], b[:, :2] + b[:, 2:] / 3 + 1), 1) for b in boxes]  # x2 > x1
     pooler = ROIPooler(7, [4], pooler_type, sampling_ratio=2)
     executors: list[int] = []
-    real_executor = poolers._executor
-    monkeypatch.setattr(poolers, "_executor", lambda n: executors.append(n) or real_executor(n))
+    real_executor = roi_cpu._executor
+    monkeypatch.setattr(roi_cpu, "_executor", lambda n: executors.append(n) or real_executor(n))
     with torch.no_grad():
         monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 240 RoIs in 3 chunks
         split = pooler([feature], boxes)
         assert executors == [3]
-        monkeypatch.setattr(poolers, "MIN_ROIS_TO_SPLIT", 10**9)  # the plain call
+        monkeypatch.setattr(roi_cpu, "MIN_ROIS_TO_SPLIT", 10**9)  # the plain call
         plain = pooler([feature], boxes)
     assert split.shape == (240, 8, 7, 7) and torch.equal(split, plain)
 
@@ -120,7 +121,7 @@ def test_training_pools_one_image_per_thread_bit_for_bit(
     pooler = ROIPooler(7, [4], "roi_align", sampling_ratio=2)
     ours_input = feature.clone().requires_grad_()
     tv_input = feature.clone().requires_grad_()
-    assert poolers._RoIAlignPerImage.applies(ours_input, rois)
+    assert roi_cpu.RoIAlignPerImage.applies(ours_input, rois)
     ours = pooler([ours_input], per_image)
     tv = roi_align(tv_input, rois, (7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)
     assert torch.equal(ours, tv)
