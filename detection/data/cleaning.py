@@ -12,7 +12,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import DataWarning
+from engine.errors import DataWarning, UserError
+
+# The largest image side an annotation may state: ~10x the largest photos in detection sets;
+# above it a width is a typo or a hostile file (it would size buffers and boxes).
+MAX_ANNOTATED_SIDE = 100_000
+
+
+def check_annotated_size(width: int, height: int, where: str) -> None:
+    """Refuse an image size of an annotation file above ``MAX_ANNOTATED_SIDE``.
+
+    Raises:
+        UserError: naming ``where`` and the size.
+    """
+    if max(width, height) > MAX_ANNOTATED_SIDE:
+        raise UserError(
+            f"{where}: image size {width} x {height} is beyond {MAX_ANNOTATED_SIDE} pixels a "
+            f"side; expected the image's real size"
+        )
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from detection.data.cleaning import BoxCleaner
+from detection.data.cleaning import BoxCleaner, check_annotated_size
 from detection.structures import ImageRecord
 from engine.errors import UserError
 from engine.io import is_json_integer, read_json
@@ -258,6 +258,7 @@ def _record(
             f"got {width!r} x {height!r}"
         )
     assert isinstance(width, int) and isinstance(height, int)
+    check_annotated_size(width, height, f"{ann_file}: image {image.get('id')}")
     boxes = np.zeros((len(anns), 4), np.float32)
     for k, ann in enumerate(anns):
         try:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from detection.data.cleaning import BoxCleaner
+from detection.data.cleaning import BoxCleaner, check_annotated_size
 from detection.structures import ImageRecord
 from engine.errors import UserError
 from engine.io import read_text
@@ -278,6 +278,7 @@ def _image_size(root: ET.Element, xml_path: str, image_path: str) -> tuple[int, 
     except (ValueError, OverflowError):  # "abc", "inf"
         width = height = 0
     if width > 0 and height > 0:
+        check_annotated_size(width, height, f"{xml_path}: <size>")
         return width, height
     try:
         with Image.open(image_path) as image:

@@ -195,3 +195,14 @@ def test_file_names_may_hold_sub_folders_but_must_be_strings(coco_tree: Path) ->
     assert (
         str(info.value) == f"{path}: images[1] file_name: 5 is not a string; expected a file name"
     )
+
+
+def test_an_absurd_image_size_is_refused(coco_tree: Path) -> None:
+    data = json.loads((coco_tree / "instances_tiny.json").read_text())
+    data["images"][0]["width"] = 10**20
+    (coco_tree / "huge.json").write_text(json.dumps(data))
+    image_id = data["images"][0]["id"]
+    with pytest.raises(
+        UserError, match=rf"huge.json: image {image_id}: image size 10{'0' * 19} x "
+    ):
+        load_coco(str(coco_tree / "huge.json"), str(coco_tree / "images"))

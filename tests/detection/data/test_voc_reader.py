@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,16 @@ def test_an_id_with_a_space_cannot_come_from_a_split_file(voc_devkit: Path) -> N
     split = voc_devkit / "VOC2007/ImageSets/Main/spaced.txt"
     split.write_text("000001\u00a0x\n")  # a no-break space splits the line as any other
     assert read_split_file(str(split)) == ["000001"]
+
+
+@pytest.mark.parametrize("width", ["99999999999999999999", "100001"])
+def test_an_absurd_size_is_refused_naming_the_file(
+    voc_devkit: Path, tmp_path: Path, width: str
+) -> None:
+    root = tmp_path / "VOC2007"
+    shutil.copytree(voc_devkit / "VOC2007", root)
+    xml = root / "Annotations" / "000001.xml"
+    xml.write_text(xml.read_text().replace("<width>40</width>", f"<width>{width}</width>"))
+    message = r"000001.xml: <size>: image size \d+ x 30 is beyond 100000 pixels a side; expected"
+    with pytest.raises(UserError, match=message):
+        load_voc(str(root), "trainval")
