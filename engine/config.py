@@ -155,7 +155,7 @@ def _read_with_bases(path: Path, chain: list[Path]) -> dict[str, Any]:
     """``path``'s tree merged over its ``base:`` (recursively); ``chain``: the files below."""
     if path.resolve() in chain:
         raise UserError(f"{chain[-1]}: its base {path} is already in the chain (a cycle)")
-    tree = _read_yaml(path)
+    tree = read_yaml(path)
     base = tree.pop("base", None)
     if base is None:
         return tree
@@ -200,7 +200,12 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping at the top of a YAML file (no ``base:`` followed, no schema applied).
+
+    Raises:
+        UserError: missing file, malformed YAML, or not a mapping (one line naming the file).
+    """
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
     try:

@@ -23,8 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.io import is_json_number
-
-METRICS_FILE = "metrics.jsonl"
+from engine.runfolder import METRICS_FILE
 
 
 class MetricsLogger:

@@ -5,10 +5,8 @@ set-up, preflight, model, DDP, solver, AMP, checkpointer and resume, config.yaml
 logger, the loop, final files); ``evaluate_checkpoint(task, weights)`` scores a weights
 file. A task says what is its own: its model, batches, step, evaluation and final files.
 
-Every run writes ``eval_results.json`` in one layout::
-
-    {"iteration": int, "weights": str (or [str] for an ensemble), "headline": {name: float},
-     "metrics": {evaluator or test mode: {...}}, ...scalars such as "num_images"}
+Every run writes ``eval_results.json`` in one layout (``engine.runfolder``, which also reads
+it back for the tools).
 """
 
 from __future__ import annotations
@@ -30,22 +28,21 @@ from engine.amp import make_grad_scaler, resolve_amp
 from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.config import SolverConfig, save_config
 from engine.errors import UserError
-from engine.io import atomic_write_json, is_json_number, read_json
 from engine.loop import EvaluationInterrupted, LoopOptions, TrainingInterrupted, train_loop
 from engine.metrics import MetricsLogger
 from engine.rundir import claim_eval_dir, claim_run_dir
+from engine.runfolder import CONFIG_FILE, MODEL_FINAL, write_eval_results
 from engine.seeding import deterministic_mode, seed_everything
 from engine.solver import WarmupMultiStepLR, build_optimizer
 from engine.stops import StopOnSignal, StopRequested
-
-EVAL_RESULTS = "eval_results.json"
 
 
 class Task(Protocol):
     """What a task plugs into :func:`run_training` and :func:`evaluate_checkpoint`.
 
     ``cfg`` is the task's root config (an ``engine.config.RunConfig`` with ``solver`` and
-    ``test.eval_period``). Every method runs on every rank.
+    ``test.eval_period``). Every method runs on every rank, except ``headline`` and
+    ``save_final``, which only rank 0 calls (it writes the files).
     """
 
     cfg: Any
@@ -146,7 +143,7 @@ def _train(task: Task, out: Path, resume: bool, device: torch.device) -> dict[st
             task.save_final(out, run.model, cfg.solver.max_iter)
             results = final.get("eval", {})
             write_eval_results(out, results, task.headline(results), cfg.solver.max_iter,
-                               "model_final.pth")  # fmt: skip
+                               MODEL_FINAL)  # fmt: skip
     return final
 
 
@@ -190,8 +187,8 @@ def _set_up(
             batches = task.train_batches(batch, start)
             if dist.is_main():
                 if resume:
-                    warn_changed_schedule(out / "config.yaml", cfg)
-                save_config(cfg, out / "config.yaml")
+                    warn_changed_schedule(out / CONFIG_FILE, cfg)
+                save_config(cfg, out / CONFIG_FILE)
     except StopRequested:
         raise TrainingInterrupted(
             f"stopped by {stop.signal} while setting up, before the first iteration: nothing "
@@ -208,8 +205,7 @@ def _trained_not_evaluated(
     if dist.is_main():
         task.save_final(out, model, task.cfg.solver.max_iter)
     return (
-        f"{exc}; the training is complete ({out / 'model_final.pth'}); --resume runs the "
-        "evaluation again"
+        f"{exc}; the training is complete ({out / MODEL_FINAL}); --resume runs the evaluation again"
     )
 
 
@@ -232,46 +228,6 @@ def evaluate_checkpoint(task: Task, weights: str | list[str]) -> dict[str, Any]:
         if dist.is_main():
             write_eval_results(out, results, task.headline(results), iteration, weights)
         return results
-
-
-def write_eval_results(
-    out: Path,
-    results: dict[str, Any],
-    headline: dict[str, float],
-    iteration: int,
-    weights: str | list[str],
-) -> Path:
-    """``eval_results.json`` in the one layout (see the module docstring), atomically."""
-    payload = {
-        "iteration": iteration,
-        "weights": weights,
-        "headline": headline,
-        "metrics": {k: v for k, v in results.items() if isinstance(v, dict)},
-        **{k: v for k, v in results.items() if not isinstance(v, dict)},
-    }
-    return atomic_write_json(out / EVAL_RESULTS, payload)
-
-
-def read_eval_results(path: str | Path) -> dict[str, Any]:
-    """An ``eval_results.json``, checked against the one layout (``"metrics"``: an object of
-    objects; ``"headline"``, if there: numbers or null). NaN, which older versions wrote for
-    a class without test objects, is read as well as null.
-
-    Raises:
-        UserError: missing, not JSON, or not that layout (one line naming the file).
-    """
-    payload = read_json(path, "eval_results.json", allow_nan=True)
-    what = f"{path}: not an eval_results.json written by resdet"
-    if not isinstance(payload, dict):
-        raise UserError(f"{what} (expected an object, got {type(payload).__name__})")
-    metrics, headline = payload.get("metrics"), payload.get("headline", {})
-    if not isinstance(metrics, dict) or not all(isinstance(v, dict) for v in metrics.values()):
-        raise UserError(f'{what} ("metrics" must be an object of objects)')
-    if not isinstance(headline, dict) or not all(
-        v is None or is_json_number(v) for v in headline.values()
-    ):
-        raise UserError(f'{what} ("headline" must map names to numbers)')
-    return payload
 
 
 def _resume(checkpointer: Checkpointer) -> int:

@@ -26,14 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import DataWarning, UserError
+from engine.runfolder import CONFIG_FILE, EVAL_RESULTS, METRICS_FILE, MODEL_FINAL
 
 LOCK = ".lock"
 RUN_FILES = (
-    "config.yaml",
-    "metrics.jsonl",
+    CONFIG_FILE,
+    METRICS_FILE,
     "last_checkpoint",
-    "model_final.pth",
-    "eval_results.json",
+    MODEL_FINAL,
+    EVAL_RESULTS,
     "backbone.pth",
     "coco_results.json",
     "coco_ground_truth.json",
@@ -93,7 +94,7 @@ def claim_run_dir(out: Path, resume: bool, restart: bool, main: bool = True) -> 
 
 
 EVAL_FILES = (
-    "eval_results.json",
+    EVAL_RESULTS,
     "coco_results.json",
     "coco_ground_truth.json",
     "pr_curves.json",

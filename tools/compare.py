@@ -24,7 +24,7 @@ from detection.config import Config, load_config
 from detection.data.voc import VOC_CLASSES
 from engine.errors import UserError
 from engine.io import is_json_number
-from engine.run import read_eval_results
+from engine.runfolder import CONFIG_FILE, RunFolder
 
 # (backbone row, column) -> the paper's number, in percent (reference/NUMBERS.md)
 PAPER = {
@@ -76,19 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cells = [cell for run_dir in args.runs for cell in read_run(Path(run_dir))]
+    cells = [cell for run_dir in args.runs for cell in run_cells(Path(run_dir))]
     print(render(cells))
     return 0
 
 
-def read_run(run_dir: Path) -> list[RunCell]:
+def run_cells(run_dir: Path) -> list[RunCell]:
     """The table cells one run fills (VOC: one; COCO: two; other data: two)."""
-    cfg = load_config(run_dir / "config.yaml")
-    results_path = run_dir / "eval_results.json"
-    if not results_path.is_file():
-        raise UserError(f"{results_path}: not found (run `resdet eval` for this run first)")
+    run = RunFolder(run_dir)
+    cfg = load_config(run.file(CONFIG_FILE))
     # a class without test objects has AP null (NaN in files of older versions): both read
-    results = read_eval_results(results_path)
+    results = run.eval_results("run `resdet eval` for this run first")
     metrics = results["metrics"]
     row, name = _row(cfg, run_dir), system(cfg, results.get("weights"))
     voc = metrics.get("voc07") or metrics.get("voc") or {}
@@ -151,7 +149,7 @@ def _row(cfg: Config, run_dir: Path) -> str:
     if name == "resnet101":
         return "ResNet-101"
     raise UserError(
-        f"{run_dir}/config.yaml: model.backbone.name is {name!r}; the paper's tables compare "
+        f"{run_dir / CONFIG_FILE}: model.backbone.name is {name!r}; the paper's tables compare "
         "vgg16 and resnet101"
     )
 

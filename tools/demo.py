@@ -15,7 +15,6 @@ go under it, and the configs are the checkout's or, without one, the shipped cop
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -87,9 +86,10 @@ def _pick_test_images(data: Path, folder: Path, count: int = 6) -> None:
 
 def summary(out: Path, seconds: float) -> str:
     """What the demo produced: the headline numbers and where everything is."""
-    pretrain = json.loads((out / "pretrain/eval_results.json").read_text())
-    detector = json.loads((out / "detector/eval_results.json").read_text())
-    head = detector["headline"]
+    from engine.runfolder import EVAL_RESULTS, MODEL_FINAL, RunFolder
+
+    pretrain = RunFolder(out / "pretrain").eval_results()
+    head = RunFolder(out / "detector").eval_results().get("headline", {})
     top1 = pretrain.get("headline", {}).get("top1_error")
     lines = [
         "",
@@ -99,8 +99,8 @@ def summary(out: Path, seconds: float) -> str:
         f"detector mAP@.5       {head.get('mAP@.5', float('nan')):.3f} (VOC07 11-point, test)",
         f"detector mAP@[.5,.95] {head.get('mAP@[.5,.95]', float('nan')):.3f} (COCO, test)",
         f"backbone              {out}/pretrain/backbone.pth",
-        f"detector              {out}/detector/model_final.pth",
-        f"metrics               {out}/detector/eval_results.json",
+        f"detector              {out}/detector/{MODEL_FINAL}",
+        f"metrics               {out}/detector/{EVAL_RESULTS}",
         f"COCO results          {out}/detector/coco_results.json",
         f"VOC devkit results    {out}/detector/voc_results/",
         f"drawn detections      {out}/drawn/",

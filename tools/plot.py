@@ -13,25 +13,22 @@ wins (a resumed run may repeat some), and a torn last line (a killed run) is ski
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from engine.errors import UserError
-from engine.io import atomic_write_png, is_json_integer
+from engine.io import atomic_write_png
 from engine.metrics import numeric_leaves
+from engine.runfolder import METRICS_FILE, RunFolder
 
 HELP = "draw training curves (or the paper's Fig. 6) from runs' metrics.jsonl"
 
-METRICS_FILE = "metrics.jsonl"
 DPI = 100
 COUNT_KEYS = {"images", "skipped_images", "num_images"}  # eval counters, not curves
 Series = tuple[list[int], list[float]]
@@ -89,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.out is not None and not str(args.out).lower().endswith(".png"):
         raise UserError(f"--out: {args.out!r} is not a .png path")
-    runs = [read_run(Path(run_dir)) for run_dir in args.runs]
+    runs = [read_log(Path(run_dir)) for run_dir in args.runs]
     if args.layout == "fig6":
         if args.metrics:
             raise UserError("--metrics: applies to --layout curves only (fig6 draws error)")
@@ -106,67 +103,28 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- reading
 
 
-def read_run(run_dir: Path) -> RunLog:
-    """A run's ``metrics.jsonl`` and its label from ``config.yaml``.
-
-    Args:
-        run_dir: the run's output_dir.
+def read_log(run_dir: Path) -> RunLog:
+    """A run's ``metrics.jsonl`` (the last line per iteration wins) and its label from
+    ``config.yaml``, through ``engine.runfolder``.
 
     Raises:
         UserError: the folder or its metrics.jsonl is missing, or a line is malformed.
     """
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: run directory not found")
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        raise UserError(f"{path}: not found (expected the metrics.jsonl a training run writes)")
-    log = RunLog(run_dir, backbone_name(run_dir))
-    for record in read_metrics(path):
+    run = RunFolder(run_dir)
+    log = RunLog(run_dir, backbone_name(run))
+    for record in run.metrics():
         iteration = record.pop("iter")
         if "eval" in record:
             log.evals[iteration] = numeric_leaves(record["eval"], "eval")
         else:
             log.train[iteration] = numeric_leaves(record)
-    if not log.train and not log.evals:
-        raise UserError(f"{path}: no metric lines (expected JSON objects with an 'iter')")
     return log
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a ``metrics.jsonl``, in file order; a torn last line is dropped.
-
-    Raises:
-        UserError: a line other than the last is not JSON, or a line has no integer ``iter``.
-    """
-    text_lines = path.read_text(errors="replace").splitlines()
-    lines = [(n, s) for n, s in enumerate(text_lines, 1) if s.strip()]
-    records = []
-    for n, text in lines:
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
-            if n == lines[-1][0]:
-                break  # torn by a killed run
-            raise UserError(f"{path}:{n}: malformed line (expected one JSON object)") from None
-        iteration = record.get("iter") if isinstance(record, dict) else None
-        if not is_json_integer(iteration):
-            raise UserError(f"{path}:{n}: expected a JSON object with an integer 'iter'")
-        records.append(record)
-    return records
-
-
-def backbone_name(run_dir: Path) -> str:
+def backbone_name(run: RunFolder) -> str:
     """``model.backbone.name`` from the run's ``config.yaml``; the folder name without one."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return run_dir.resolve().name
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        problem = str(exc).splitlines()[0]
-        raise UserError(f"{path}: malformed YAML ({problem})") from None
-    name = _get(_get(_get(cfg, "model"), "backbone"), "name")
-    return name if isinstance(name, str) and name else run_dir.resolve().name
+    name = _get(_get(_get(run.config_tree(), "model"), "backbone"), "name")
+    return name if isinstance(name, str) and name else run.path.resolve().name
 
 
 def _get(mapping: object, key: str) -> object:

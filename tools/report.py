@@ -35,7 +35,7 @@ from detection.config import Config, load_config
 from detection.structures import Detections, ImageRecord
 from engine.errors import UserError
 from engine.io import atomic_write_text, encode_image, is_json_number, output_folder, read_json
-from engine.run import read_eval_results
+from engine.runfolder import CONFIG_FILE, MODEL_FINAL, RunFolder
 from tools.arguments import add_trust_weights_argument, fraction, non_negative_int
 
 HELP = "write one self-contained HTML report of a detection run"
@@ -76,20 +76,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def required(run_dir: Path, name: str, writer: str) -> Path:
-    """``run_dir / name``, which must exist.
-
-    Raises:
-        UserError: it does not; the message names the command that writes it.
-    """
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: run directory not found")
-    path = run_dir / name
-    if not path.is_file():
-        raise UserError(f"{path}: not found (written by {writer})")
-    return path
-
-
 def build_report(
     run_dir: Path,
     num_images: int,
@@ -101,17 +87,18 @@ def build_report(
     ``trust_weights``: ``--trust-weights`` (the run's config cannot say so)."""
     from detection.data.build import build_detection_test_loader
 
-    config = required(run_dir, "config.yaml", "resdet train into its output_dir")
-    path = required(run_dir, "eval_results.json", f"resdet train or {EVAL_HINT}")
-    results = read_eval_results(path)  # AP null (or NaN, older files): no test objects
+    run = RunFolder(run_dir)
+    config = run.file(CONFIG_FILE, "written by resdet train into its output_dir")
+    # AP null (or NaN, older files): no test objects
+    results = run.eval_results(f"written by resdet train or {EVAL_HINT}")
     cfg = load_config(config, overrides)
     cfg.trust_weights = trust_weights
     _, records, names = build_detection_test_loader(cfg)
-    detections = run_detections(run_dir, cfg, records, names)
+    detections = run_detections(run, cfg, records, names)
     sections = [
         ("Config", config_table(cfg, names)),
         ("Data", data_statistics(cfg, names)),
-        ("Training curves", training_curves(run_dir)),
+        ("Training curves", training_curves(run)),
         ("Average precision", ap_section(results)),
         ("Precision-recall", pr_section(run_dir, cfg, records, detections, names)),
         ("Test images, worst first", gallery(records, detections, names, num_images,
@@ -124,14 +111,14 @@ def build_report(
 
 
 def run_detections(
-    run_dir: Path, cfg: Config, records: list[ImageRecord], names: list[str]
+    run: RunFolder, cfg: Config, records: list[ImageRecord], names: list[str]
 ) -> list[Detections]:
     """Per test record, the run's detections: from ``coco_results.json``, else by running
     ``model_final.pth`` (original pixels, 0-based labels)."""
-    results = run_dir / "coco_results.json"
+    results = run.path / "coco_results.json"
     if results.is_file():
-        return read_coco_detections(results, run_dir, cfg, records, names)
-    weights = required(run_dir, "model_final.pth", "resdet train; nor is coco_results.json")
+        return read_coco_detections(results, run.path, cfg, records, names)
+    weights = run.file(MODEL_FINAL, "written by resdet train; nor is coco_results.json")
     from detection.predictor import Predictor
     from engine.images import decode_image
 
@@ -234,10 +221,10 @@ def data_statistics(cfg: Config, names: list[str]) -> str:
     return f"<div class=stats>{''.join(texts)}</div>"
 
 
-def training_curves(run_dir: Path) -> str:
+def training_curves(run: RunFolder) -> str:
     from tools import plot
 
-    log = plot.read_run(run_dir)
+    log = plot.read_log(run.path)
     metrics = [m for m in plot.pick_metrics([log], None)
                if not m.startswith("eval.") or m in HEADLINE_METRICS]  # fmt: skip
     return img(png_uri(plot.draw_curves([log], metrics)), "training curves")

@@ -110,7 +110,7 @@ def test_system_names(tmp_path):
 
 
 def test_compare_reads_what_resdet_writes_for_a_class_without_test_objects(tmp_path, capsys):
-    from engine.run import write_eval_results
+    from engine.runfolder import write_eval_results
 
     nan = float("nan")
     written = fake_run(tmp_path / "new", "faster_rcnn_vgg16_voc0712", {})

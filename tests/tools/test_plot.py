@@ -59,7 +59,7 @@ def test_last_line_per_iteration_wins_and_a_torn_last_line_is_skipped(tmp_path: 
         train_line(150, 0.2),
         '{"iter": 200, "loss_cls": 0.',  # killed mid-write
     ]
-    log = plot.read_run(make_run(tmp_path, "r", lines, "resnet20"))
+    log = plot.read_log(make_run(tmp_path, "r", lines, "resnet20"))
     assert log.name == "resnet20"
     assert log.series("train_error") == ([50, 100, 150], [0.7, 0.4, 0.2])
     assert log.series("eval.center.top1_error") == ([100], [0.3])
@@ -70,30 +70,30 @@ def test_last_line_per_iteration_wins_and_a_torn_last_line_is_skipped(tmp_path: 
 def test_malformed_lines_name_file_and_line_number(tmp_path: Path):
     run_dir = make_run(tmp_path, "r", [train_line(50, 0.7), "{not json", train_line(100, 0.6)])
     with pytest.raises(UserError) as info:
-        plot.read_run(run_dir)
+        plot.read_log(run_dir)
     assert str(info.value) == (
         f"{run_dir / 'metrics.jsonl'}:2: malformed line (expected one JSON object)"
     )
     run_dir = make_run(tmp_path, "s", [train_line(50, 0.7), {"loss_cls": 1.0}, "[1, 2]"])
     with pytest.raises(UserError, match=r"metrics\.jsonl:2: expected a JSON object with an int"):
-        plot.read_run(run_dir)
+        plot.read_log(run_dir)
 
 
 def test_missing_inputs(tmp_path: Path):
     with pytest.raises(UserError, match="nope: run directory not found"):
-        plot.read_run(tmp_path / "nope")
+        plot.read_log(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"empty/metrics\.jsonl: not found"):
-        plot.read_run(tmp_path / "empty")
+        plot.read_log(tmp_path / "empty")
     make_run(tmp_path, "blank", [])
     with pytest.raises(UserError, match="no metric lines"):
-        plot.read_run(tmp_path / "blank")
+        plot.read_log(tmp_path / "blank")
 
 
 def test_label_is_the_backbone_name_else_the_folder(tmp_path: Path):
-    a = plot.read_run(make_run(tmp_path, "a/run", [train_line(50, 0.7)], "resnet56"))
-    b = plot.read_run(make_run(tmp_path, "b/run", [train_line(50, 0.7)], "resnet56"))
-    c = plot.read_run(make_run(tmp_path, "c/my_run", [train_line(50, 0.7)]))
+    a = plot.read_log(make_run(tmp_path, "a/run", [train_line(50, 0.7)], "resnet56"))
+    b = plot.read_log(make_run(tmp_path, "b/run", [train_line(50, 0.7)], "resnet56"))
+    c = plot.read_log(make_run(tmp_path, "c/my_run", [train_line(50, 0.7)]))
     assert c.name == "my_run"
     assert plot.labels([a, c]) == ["resnet56", "my_run"]
     assert plot.labels([a, b]) == [f"resnet56 ({a.path})", f"resnet56 ({b.path})"]
@@ -108,7 +108,7 @@ def test_default_metrics_of_a_detection_run(tmp_path: Path):
         "inference_seconds": 3.1,
     }
     lines = [{"iter": 20, **losses, "total_loss": 1.1, "lr": 0.01, "time": 0.5}]
-    log = plot.read_run(make_run(tmp_path, "det", [*lines, {"iter": 40, "eval": evals}]))
+    log = plot.read_log(make_run(tmp_path, "det", [*lines, {"iter": 40, "eval": evals}]))
     assert plot.default_metrics([log]) == [
         *losses, "lr", "eval.voc07.mAP", "eval.coco.AP", "eval.coco.AP50",
     ]  # fmt: skip
@@ -119,7 +119,7 @@ def test_default_metrics_of_a_detection_run(tmp_path: Path):
 
 
 def test_fig6_split_and_series_in_percent(tmp_path: Path):
-    runs = [plot.read_run(cifar_run(tmp_path, name)) for name in ("plain20", "resnet20", "plain56")]
+    runs = [plot.read_log(cifar_run(tmp_path, name)) for name in ("plain20", "resnet20", "plain56")]
     plain, resnets = plot.split_fig6(runs)
     assert [r.name for r in plain] == ["plain20", "plain56"]
     assert [r.name for r in resnets] == ["resnet20"]
@@ -133,7 +133,7 @@ def test_fig6_split_and_series_in_percent(tmp_path: Path):
 def test_fig6_test_error_falls_back_to_the_first_eval_mode(tmp_path: Path):
     modes = {**eval_line(50, 0.4, "10crop")["eval"], **eval_line(50, 0.45, "multiscale")["eval"]}
     lines = [train_line(50, 0.5), {"iter": 50, "eval": modes}]
-    log = plot.read_run(make_run(tmp_path, "r", lines, "resnet34"))
+    log = plot.read_log(make_run(tmp_path, "r", lines, "resnet34"))
     assert plot.eval_error_metric(log) == "eval.10crop.top1_error"
     assert plot.fig6_series(log)[1] == ([50], [pytest.approx(40.0)])
 
