@@ -29,7 +29,6 @@ from __future__ import annotations
 import pickle
 import pickletools
 import re
-import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from backbones.cifar import CIFAR_DEPTHS, CifarResNet
 from backbones.layers import BATCH_NORMS
 from backbones.resnet import PadShortcut, ResNet
 from backbones.vgg import VGG
+from engine.checkpoint import read_verified
 from engine.errors import UserError
 
 FORMATS = ("resdet", "torchvision", "msra", "cifar")
@@ -133,7 +133,7 @@ def load_weights(
     """
     where = f"weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
     state = read_source(source, trust) if isinstance(source, (str, Path)) else dict(source)
-    state = _unwrap(state)
+    state = unwrap_state_dict(state)
     if format == "auto":
         format = detect_format(state)
     if format not in CONVERTERS:
@@ -160,7 +160,9 @@ TRUST_FLAG = "--trust-weights"  # the command-line flag that sets ``trust`` (nev
 def read_source(path: str | Path, trust: bool = False) -> dict[str, Any]:
     """Read a weights file without running code from it (unless ``trust``).
 
-    ``.pth``/``.pt``/other: ``torch.load(weights_only=True)`` (tensors and plain values only).
+    ``.pth``/``.pt``/other: ``engine.checkpoint.read_verified`` (``torch.load(weights_only=
+    True)``: tensors and plain values only; the bytes checked against a SHA-256 sidecar when
+    the file has one, as resdet's checkpoints do).
     ``.pkl`` (MSRA/Detectron blobs): an unpickler that builds only numpy arrays, dicts, lists
     and numbers. A file that needs more (any other class) can run arbitrary code when
     unpickled, so it is refused unless ``trust`` (the ``--trust-weights`` flag of the person
@@ -273,20 +275,20 @@ class _BlobUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path, trust: bool) -> Any:
     if path.suffix not in (".pkl", ".pickle"):
-        with warnings.catch_warnings():  # torch's many-line note on a raw pickle's protocol
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=not trust)
+        return read_verified(path, trust)  # a SHA-256 sidecar, if there is one, is checked
     with path.open("rb") as f:  # Detectron's blobs are Python 2 pickles: latin1
         if trust:
             return pickle.load(f, encoding="latin1")
         return _BlobUnpickler(f, encoding="latin1").load()
 
 
-def _unwrap(state: dict[str, Any]) -> dict[str, Tensor]:
-    """Find the state dict inside a checkpoint; strip DDP / torch.compile prefixes."""
+def unwrap_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint (under "model", "state_dict" or MSRA's "blobs"),
+    its tensors only (numpy arrays as tensors), without DDP's ``module.`` or torch.compile's
+    ``_orig_mod.`` prefix: the one unwrapping for backbone and detector weights alike."""
     for key in ("model", "state_dict", "blobs"):
         if isinstance(state.get(key), Mapping):
-            return _unwrap(dict(state[key]))
+            return unwrap_state_dict(state[key])
     tensors = {
         k: torch.as_tensor(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
         for k, v in state.items()

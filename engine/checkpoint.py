@@ -48,18 +48,30 @@ def write_checksum(path: Path) -> None:
     atomic_write_text(checksum_path(path), hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
 
 
-def read_verified(path: Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a checkpoint whose bytes match its sidecar.
+def read_verified(path: Path, trust: bool = False) -> Any:
+    """``torch.load`` of a ``.pth`` file, on the CPU: the one reader of PyTorch files, for
+    checkpoints and weights alike. When the file has a SHA-256 sidecar (every file resdet
+    writes through :class:`Checkpointer`), the bytes loaded are the bytes checked.
+
+    Args:
+        path: the file.
+        trust: unpickle it fully (``weights_only=False``), which can run code from the file;
+            else tensors and plain values only.
 
     Raises:
         ValueError: the bytes differ from the recorded SHA-256 (bit rot, a partial copy).
-        Exception: whatever torch.load raises for a torn file.
+        Exception: whatever torch.load raises for a torn file or a refused class.
     """
-    data = path.read_bytes()
     sidecar = checksum_path(path)
-    if sidecar.is_file() and hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
-        raise ValueError(f"its SHA-256 differs from {sidecar.name}: the file is corrupt")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    source: Path | io.BytesIO = path
+    if sidecar.is_file():
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+            raise ValueError(f"its SHA-256 differs from {sidecar.name}: the file is corrupt")
+        source = io.BytesIO(data)
+    with warnings.catch_warnings():  # torch's many-line note on a raw pickle's protocol
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
+        return torch.load(source, map_location="cpu", weights_only=not trust)
 
 
 def load_latest(output_dir: Path) -> tuple[dict[str, Any], Path] | None:

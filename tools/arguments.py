@@ -35,6 +35,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--restart`` of a training command (``engine.rundir``'s claim)."""
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
+    )
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over in an output_dir that holds a run (its files move to previous/)",
+    )
+
+
 def add_trust_weights_argument(parser: argparse.ArgumentParser) -> None:
     """``--trust-weights``: the only way to let a weights file be unpickled fully (it sets the
     config's ``trust_weights``, which no config file and no ``--set`` can)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backbones.weights import read_source
+from backbones.weights import read_source, unwrap_state_dict
 from detection.modeling.convert import CONVERTERS, convert_detector
 from engine.errors import UserError
 from engine.io import atomic_torch_save
@@ -31,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    state = read_source(args.input, args.trust_weights)
-    if isinstance(state.get("model"), dict):  # a training checkpoint
-        state = state["model"]
+    state = unwrap_state_dict(read_source(args.input, args.trust_weights))
     converted = convert_detector(state, args.source_format)
     out = Path(args.output)
     if out.resolve() == Path(args.input).resolve():

@@ -121,11 +121,11 @@ def count_detector(cfg: DetectionConfig, name: str, size: Size | None = None) ->
 def count_classifier(cfg: PretrainConfig, name: str, size: Size | None = None) -> Row:
     """Count the classifier a `resdet pretrain` config builds (its classes, widths, norm) on
     its training crop (or `size`)."""
-    from backbones.pretrain.task import build_classifier
+    from backbones.build import build_from_config
 
     h, w = size if isinstance(size, tuple) else (size or cfg.input.crop_size,) * 2
     with torch.device("meta"):
-        model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
+        model = build_from_config(cfg.model.backbone, cfg.model.num_classes)
     return Row(
         name=name,
         input=f"{h}x{w}",

@@ -21,6 +21,7 @@ from backbones.pretrain.config import load_config
 from engine.errors import UserError
 from tools.arguments import (
     add_config_arguments,
+    add_resume_arguments,
     add_trust_weights_argument,
     is_main_process,
     print_json,
@@ -30,14 +31,7 @@ from tools.arguments import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "configs/pretrain/resnet50_imagenet.yaml")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
-    )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="start over in an output_dir that holds a run (its files move to previous/)",
-    )
+    add_resume_arguments(parser)
     parser.add_argument(
         "--eval-only", action="store_true", help="only evaluate --weights on the test split"
     )

@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 
 from detection.config import load_config
-from tools.arguments import add_config_arguments, add_trust_weights_argument, print_json, trusted
+from tools.arguments import (
+    add_config_arguments,
+    add_resume_arguments,
+    add_trust_weights_argument,
+    print_json,
+    trusted,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "configs/detection/quickstart.yaml")
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from output_dir/last_checkpoint"
-    )
-    parser.add_argument(
-        "--restart",
-        action="store_true",
-        help="start over in an output_dir that holds a run (its files move to previous/)",
-    )
+    add_resume_arguments(parser)
     add_trust_weights_argument(parser)
 
 

@@ -6,10 +6,9 @@ errors, and task.py the ClassificationTask that engine.run trains and evaluates.
 """
 
 from backbones.pretrain.evaluation import count_topk_wrong, evaluate, score_views
-from backbones.pretrain.task import build_classifier, evaluate_weights, pretrain
+from backbones.pretrain.task import evaluate_weights, pretrain
 
 __all__ = [
-    "build_classifier",
     "count_topk_wrong",
     "evaluate",
     "evaluate_weights",

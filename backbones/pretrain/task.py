@@ -24,14 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
-from backbones.config import BackboneConfig
+from backbones.build import build_from_config
 from backbones.pretrain.config import PretrainConfig
 from backbones.pretrain.data import ClassBatch, TrainDataset, collate_train, pixel_mean_image
 from backbones.pretrain.evaluation import evaluate
 from backbones.pretrain.readers import ClassificationData, read_splits
 from backbones.pretrain.transforms import ViewTransform, eval_views, train_transform
-from backbones.weights import read_source
+from backbones.weights import load_weights, read_source
 from engine import distributed as dist
 from engine.errors import UserError
 from engine.images import BadImagePolicy
@@ -44,36 +43,6 @@ from engine.spec import InputSpec
 from engine.stops import StopSafeLoader
 
 logger = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------- model
-def build_classifier(backbone: BackboneConfig, num_classes: int) -> Backbone:
-    """The network of ``model.backbone`` with a ``num_classes``-way classifier.
-
-    A setting the network does not have is left out: ``norm`` of a net without norm layers
-    (VGG-16) always, others (``shortcut`` of a plain net, ``stride_in_1x1`` of a CIFAR net)
-    while they keep their default; changed, they are an error.
-    """
-    defaults = BackboneConfig()
-    wanted: dict[str, Any] = {
-        "num_classes": num_classes,
-        "norm": backbone.norm,
-        "freeze_at": backbone.freeze_at,
-        "stride_in_1x1": backbone.stride_in_1x1,
-        "shortcut": backbone.shortcut,
-        "base_width": backbone.base_width,
-    }
-    if backbone.name not in BACKBONES:
-        raise UserError(
-            f"model.backbone.name {backbone.name!r} is not known; expected one of "
-            f"{', '.join(BACKBONES)}"
-        )
-    accepted = backbone_arguments(backbone.name)
-    for key, value in wanted.items():
-        # a net without norm layers has no use for `norm`; other settings only at their default
-        if key not in accepted and key != "norm" and value != getattr(defaults, key, value):
-            raise UserError(f"model.backbone.{key}={value!r} does not apply to {backbone.name}")
-    return build_backbone(backbone.name, **{k: v for k, v in wanted.items() if k in accepted})
 
 
 # ------------------------------------------------------------------------------- steps
@@ -151,7 +120,7 @@ class ClassificationTask:
     def build_model(self, device: torch.device) -> nn.Module:
         _check_norm(self.cfg, device)
         backbone = self.cfg.model.backbone
-        model = build_classifier(backbone, self.cfg.model.num_classes)
+        model = build_from_config(backbone, self.cfg.model.num_classes)
         if backbone.weights:  # e.g. fine-tuning from another run
             report = load_weights(model, backbone.weights, backbone.weights_format,
                                   trust=self.cfg.trust_weights)  # fmt: skip
@@ -165,7 +134,7 @@ class ClassificationTask:
         if not isinstance(weights, str):  # engine's Task allows ensembles; pretraining has none
             raise UserError(f"pretraining evaluates one weights file, got {len(weights)}")
         source = read_source(weights, self.cfg.trust_weights)
-        model = build_classifier(self.cfg.model.backbone, self.cfg.model.num_classes)
+        model = build_from_config(self.cfg.model.backbone, self.cfg.model.num_classes)
         report = load_weights(model, source, self.cfg.model.backbone.weights_format)
         if not report.classifier_loaded:
             warnings.warn(

@@ -8,7 +8,6 @@ Three layouts (`model.arch`):
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -20,9 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from backbones import BACKBONES, Backbone, backbone_arguments, build_backbone, load_weights
+from backbones.build import build_from_config
 from backbones.config import BackboneConfig
-from backbones.weights import read_source
+from backbones.layers import Backbone
+from backbones.weights import load_weights, read_source, unwrap_state_dict
 from detection.config import Config, TestConfig
 from detection.modeling.anchors import AnchorGenerator
 from detection.modeling.box_ops import BoxCoder
@@ -86,19 +86,7 @@ def build_detection_backbone(
     pretrain``) and it normalises pixels differently from ``expected_input`` (the detection
     config's ``input.*``), a one-line warning names both.
     """
-    accepted = backbone_arguments(bcfg.name) if bcfg.name in BACKBONES else []
-    options = {f.name: getattr(bcfg, f.name) for f in dataclasses.fields(bcfg)}
-    defaults = BackboneConfig()
-    kwargs: dict[str, object] = {"num_classes": 1}  # the classifier is dropped anyway
-    for key in ("norm", "freeze_at", "stride_in_1x1", "shortcut", "base_width"):
-        if key in accepted:
-            kwargs[key] = options[key]
-        elif options[key] != getattr(defaults, key) and accepted:
-            raise UserError(
-                f"model.backbone.{key}={options[key]!r} does not apply to backbone "
-                f"{bcfg.name!r}; it takes {', '.join(accepted)}"
-            )
-    backbone = build_backbone(bcfg.name, **kwargs)
+    backbone = build_from_config(bcfg, num_classes=1)  # the classifier is dropped anyway
     if load and bcfg.weights:
         source = read_source(bcfg.weights, trust_weights)
         if expected_input is not None:
@@ -342,7 +330,7 @@ def load_detector_weights(
     if isinstance(source, (str, Path)):
         name = name or str(source)
     where = f"detector weights {name!r}" if name else "state dict"
-    state = _unwrap(read_source(source) if isinstance(source, (str, Path)) else dict(source))
+    state = unwrap_state_dict(read_source(source) if isinstance(source, (str, Path)) else source)
     target = model.state_dict()
     state = widen_for_global_context(state, model, where)
     reinit = [
@@ -416,14 +404,3 @@ def widen_for_global_context(
             where, ours // 2, ours // 2, ", ".join(widened),
         )  # fmt: skip
     return {**state, **widened} if widened else state
-
-
-def _unwrap(state: Mapping[str, Any]) -> dict[str, Tensor]:
-    """The state dict inside a training checkpoint; DDP's "module." prefix removed."""
-    for key in ("model", "state_dict"):
-        if isinstance(state.get(key), Mapping):
-            return _unwrap(state[key])
-    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-    if tensors and all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors

@@ -488,3 +488,27 @@ def test_msra_blobs_load_without_trust(tmp_path: Path) -> None:
     blobs = {"blobs": {"conv1_w": np.ones((2, 3), np.float32)}, "model_iter": 1}
     path.write_bytes(pickle.dumps(blobs, protocol=2))
     assert read_source(path)["blobs"]["conv1_w"].shape == (2, 3)
+
+
+def test_a_checkpoint_whose_bytes_differ_from_its_sidecar_is_refused(tmp_path: Path) -> None:
+    # weights files and checkpoints are read by one reader (engine.checkpoint.read_verified)
+    from engine.checkpoint import write_checksum
+
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": {"w": torch.ones(2)}}, path)
+    write_checksum(path)
+    assert torch.equal(read_source(path)["model"]["w"], torch.ones(2))
+    path.with_name("model_final.pth.sha256").write_text("0" * 64 + "\n")
+    with pytest.raises(UserError) as info:
+        read_source(path)
+    assert str(info.value) == (
+        f"weights file {str(path)!r} is not a readable checkpoint: its SHA-256 differs from "
+        "model_final.pth.sha256: the file is corrupt"
+    )
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod."])
+def test_ddp_and_compile_prefixes_are_stripped(prefix: str) -> None:
+    net = build_backbone("resnet20", base_width=4)
+    wrapped = {"model": {prefix + k: v for k, v in net.state_dict().items()}}
+    assert load_weights(build_backbone("resnet20", base_width=4), wrapped).ok

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from backbones.build import build_from_config
 from backbones.pretrain.config import load_config as load_pretrain_config
-from backbones.pretrain.task import build_classifier
 from detection.config import load_config
 from detection.modeling.build import build_model
 
@@ -59,5 +59,5 @@ def test_detection_config_builds(path: Path):
 def test_pretrain_config_builds(path: Path):
     cfg = load_pretrain_config(path)
     with torch.device("meta"):
-        model = build_classifier(cfg.model.backbone, cfg.model.num_classes)
+        model = build_from_config(cfg.model.backbone, cfg.model.num_classes)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from backbones.build import build_from_config
 from backbones.pretrain.config import load_config as load_pretrain_config
-from backbones.pretrain.task import build_classifier
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "pretrain"
 RUNS = sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("_"))
@@ -34,7 +34,7 @@ def test_config_loads_and_builds(path: Path) -> None:
     cfg = load_pretrain_config(path)
     assert cfg.output_dir.endswith(path.stem)
     with torch.device("meta"):  # no memory for VGG-16's 138M parameters
-        net = build_classifier(cfg.model.backbone, cfg.model.num_classes)
+        net = build_from_config(cfg.model.backbone, cfg.model.num_classes)
     assert getattr(net, net.classifier).out_features == cfg.model.num_classes
     s = cfg.solver
     if path.stem.endswith("_cifar10"):

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from backbones.build import build_from_config
 from backbones.config import BackboneConfig
 from backbones.pretrain.evaluation import count_topk_wrong, evaluate, score_views
 from backbones.pretrain.readers import ClassificationData
-from backbones.pretrain.task import build_classifier
 from backbones.pretrain.transforms import eval_views
 from engine.errors import UserError
 
@@ -101,7 +101,7 @@ def test_multiscale_evaluation_averages_scales_and_flips() -> None:
 
 def test_a_real_backbone_scores_any_size() -> None:
     # global average pooling: the head works on multi-scale views of any size
-    net = build_classifier(
+    net = build_from_config(
         BackboneConfig(name="resnet20", norm="bn", shortcut="A", base_width=4), 4
     ).eval()
     views = [[torch.randn(2, 3, 24, 40), torch.randn(2, 3, 32, 53)], [torch.randn(2, 3, 24, 40)]]
@@ -111,10 +111,10 @@ def test_a_real_backbone_scores_any_size() -> None:
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
 
 
-def test_build_classifier_checks_settings() -> None:
-    net = build_classifier(BackboneConfig(name="plain20", norm="bn", base_width=4), 7)
+def test_build_from_config_checks_settings() -> None:
+    net = build_from_config(BackboneConfig(name="plain20", norm="bn", base_width=4), 7)
     assert net.fc.out_features == 7  # type: ignore[union-attr]
     with pytest.raises(UserError, match=r"model\.backbone\.shortcut='A' does not apply to plain20"):
-        build_classifier(BackboneConfig(name="plain20", shortcut="A"), 10)
+        build_from_config(BackboneConfig(name="plain20", shortcut="A"), 10)
     with pytest.raises(UserError, match=r"model\.backbone\.name 'resnet19' is not known"):
-        build_classifier(BackboneConfig(name="resnet19"), 10)
+        build_from_config(BackboneConfig(name="resnet19"), 10)

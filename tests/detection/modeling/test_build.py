@@ -81,6 +81,21 @@ def test_config_errors_name_the_key(small_config: Callable[..., Config]) -> None
         build_model(cfg)
 
 
+def test_a_compiled_or_ddp_detectors_checkpoint_loads(
+    small_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    # torch.compile saves its keys under "_orig_mod.", DDP under "module.": both unwrap as
+    # backbone weights do (backbones.weights.unwrap_state_dict)
+    source = build_model(small_config("c4"))
+    for prefix in ("_orig_mod.", "module."):
+        path = tmp_path / "compiled.pth"
+        torch.save({"model": {prefix + k: v for k, v in source.state_dict().items()}}, path)
+        model = build_model(small_config("c4"))
+        assert load_detector_weights(model, path) == []
+        for ours, theirs in zip(model.state_dict().values(), source.state_dict().values()):
+            assert torch.equal(ours, theirs)
+
+
 def test_load_detector_weights_reinitialises_only_class_layers(
     small_config: Callable[..., Config], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
