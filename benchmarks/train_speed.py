@@ -38,12 +38,12 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from backbones.layers import FrozenBatchNorm2d
 from detection.config import Config, load_config
 from detection.data.build import build_detection_test_loader, build_detection_train_loader
+from detection.inference import inference_precision, prepare_for_inference
 from detection.modeling.build import build_model
-from detection.predictor import inference_amp, prepare_for_inference
 from detection.structures import DetectionBatch
 from engine import distributed as dist
 from engine.amp import autocast, make_grad_scaler
-from engine.loop import prepare_model
+from engine.device import prepare_model
 from engine.run import amp_dtype, build_solver
 
 
@@ -191,7 +191,7 @@ def inference_speed(
 ) -> float:
     """Inference images per second over the test split (cycled), after ``warmup`` batches;
     ``top`` > 0: profile the timed batches."""
-    amp = inference_amp(cfg, device)
+    amp = inference_precision(cfg.test.precision, device)
     loader, _, _ = build_detection_test_loader(cfg)
     model: nn.Module = build_model(cfg)
     if calibrate:
@@ -246,7 +246,7 @@ def main() -> None:
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     amp = amp_dtype(cfg.solver, device) or "fp32"
-    test_amp = inference_amp(cfg, device) or "fp32"
+    test_amp = inference_precision(cfg.test.precision, device) or "fp32"
     print("| device | config | input | batch | AMP train / infer | channels_last "
           "| train img/s | infer img/s | peak mem GiB |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

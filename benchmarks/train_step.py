@@ -30,7 +30,7 @@ from detection.modeling.build import build_model, load_detector_weights
 from detection.modeling.convert import from_torchvision_detector
 from detection.structures import ImageBatch, Targets
 from engine.amp import autocast, cpu_has_native_bf16
-from engine.loop import prepare_model
+from engine.device import prepare_model
 
 SECTION = "## Training step"
 Step = Callable[[], float]  # one step; returns the loss

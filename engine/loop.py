@@ -58,13 +58,6 @@ class LoopOptions:
     on_nonfinite: str = "stop"  # a NaN/inf loss raises NonFiniteLossError, or "skip"s the batch
 
 
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    """Move ``model`` to ``device``; channels_last memory format if asked for."""
-    if channels_last:
-        return model.to(device).to(memory_format=torch.channels_last)
-    return model.to(device)
-
-
 def train_loop(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,

@@ -61,7 +61,7 @@ def member_argument(text: str) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from detection.modeling.build import check_member_config
-    from detection.train import evaluate_weights, headline
+    from detection.task import evaluate_weights, headline
 
     if not args.members:
         raise UserError("resdet eval needs --weights FILE (or --member CONFIG=WEIGHTS)")

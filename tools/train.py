@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # imported here: the engine pulls in torch, albumentations and OpenCV
-    from detection.train import headline, train_detector
+    from detection.task import headline, train_detector
 
     cfg = trusted(load_config(args.config, args.overrides), args)
     final = train_detector(cfg, resume=args.resume, restart=args.restart)

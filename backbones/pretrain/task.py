@@ -32,10 +32,11 @@ from backbones.pretrain.readers import ClassificationData, read_splits
 from backbones.pretrain.transforms import ViewTransform, eval_views, train_transform
 from backbones.weights import load_weights, read_source
 from engine import distributed as dist
+from engine.device import prepare_model
 from engine.errors import UserError
 from engine.images import BadImagePolicy
 from engine.io import atomic_torch_save
-from engine.loop import StepFn, prepare_model
+from engine.loop import StepFn
 from engine.run import amp_dtype, evaluate_checkpoint, per_process_batch, run_training
 from engine.samplers import ResumableBatchSampler
 from engine.solver import TRAIN_ERROR_KEY

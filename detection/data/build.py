@@ -5,6 +5,8 @@
 * :func:`build_train_transform` / :func:`build_test_transform`: ``input.*`` -> transforms.
 * :func:`build_detection_train_loader`: an infinite iterator of DetectionBatches for this
   process (sharded by rank, aspect-ratio grouped, resumable at ``start_iter``).
+* :func:`load_test_split`: ``data.test`` read once (records, class names, COCO ground truth),
+  for an evaluation's loader and evaluators alike.
 * :func:`build_detection_test_loader`: (loader, records, class_names) for evaluation.
 """
 
@@ -13,13 +15,21 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.utils.data import BatchSampler
 
 from detection.config import Config, DatasetConfig, InputConfig, TestConfig, check_class_names
-from detection.data.coco import coco_image_root, load_coco, read_coco_meta, resolve_ann_file
+from detection.data.coco import (
+    coco_image_root,
+    coco_meta,
+    coco_records,
+    read_coco_json,
+    resolve_ann_file,
+)
 from detection.data.loader import DetectionDataset, DetectionLoader, collate_detection
 from detection.data.transforms import TestTransform, TrainTransform
 from detection.data.voc import VOC_CLASSES, VOCLayout, load_voc_splits
@@ -31,12 +41,44 @@ from engine.stops import StopSafeLoader
 
 DETECTION_FORMATS = ("voc", "coco")
 
+CocoReader = Callable[[str], dict[str, Any]]  # ann_file -> parsed JSON (read_coco_json)
 
-def resolve_class_names(cfg: Config) -> list[str]:
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """``data.test`` as read once (:func:`load_test_split`): what an evaluation's loader and
+    its evaluators share."""
+
+    records: list[ImageRecord]  # every image of the split in file order, missing files too
+    class_names: list[str]  # label order
+    coco: dict[str, Any] | None = None  # COCO format: the parsed JSON (the COCO metric's truth)
+    label_to_category_id: list[int] = field(default_factory=list)  # COCO: label -> its id
+
+
+def load_test_split(cfg: Config) -> EvalSplit:
+    """Read ``data.test`` once: its records, the class names and, for a COCO-format split,
+    the parsed annotation JSON its COCO evaluator scores against (one parse serves all).
+
+    Raises:
+        UserError: as :func:`resolve_class_names` and :func:`load_dataset_records`.
+    """
+    read = functools.cache(read_coco_json)  # this split's files, parsed once each
+    class_names = resolve_class_names(cfg, read)
+    test = cfg.data.test
+    records = load_dataset_records(test, class_names, "data.test", read)
+    if test.format != "coco":
+        return EvalSplit(records, class_names)
+    ann_file = resolve_ann_file(test.root, test.ann_file)
+    coco = read(ann_file)
+    mapping = coco_meta(coco, ann_file, class_names).label_to_category_id
+    return EvalSplit(records, class_names, coco, mapping)
+
+
+def resolve_class_names(cfg: Config, read: CocoReader = read_coco_json) -> list[str]:
     """Class names in label order: ``data.class_names``, else by the data sets' format.
 
     VOC data sets use the 20 VOC classes; COCO ones their JSON's categories sorted by id
-    (the test file is read first: it is the smaller one).
+    (the test file is read first: it is the smaller one), parsed by ``read``.
 
     Raises:
         UserError: nothing to resolve them from, or, with VOC metrics, a name that cannot name
@@ -51,7 +93,7 @@ def resolve_class_names(cfg: Config) -> list[str]:
             return list(VOC_CLASSES)
         if ds.format == "coco" and ds.ann_file:
             ann_file = resolve_ann_file(ds.root, ds.ann_file)
-            names = read_coco_meta(ann_file).class_names
+            names = coco_meta(read(ann_file), ann_file).class_names
             check_class_names(names, f"{ann_file}: categories", cfg.test.metrics)
             return names
     raise UserError(
@@ -61,7 +103,7 @@ def resolve_class_names(cfg: Config) -> list[str]:
 
 
 def load_dataset_records(
-    ds: DatasetConfig, class_names: Sequence[str], section: str
+    ds: DatasetConfig, class_names: Sequence[str], section: str, read: CocoReader = read_coco_json
 ) -> list[ImageRecord]:
     """Read every record of a data set section (all images, empty ones included).
 
@@ -69,6 +111,7 @@ def load_dataset_records(
         ds: the ``data.train`` or ``data.test`` section.
         class_names: class names in label order.
         section: "data.train" or "data.test", for messages.
+        read: the COCO JSON reader (:func:`load_test_split` parses each file once).
 
     Raises:
         UserError: wrong format, empty root, or any reader error.
@@ -86,7 +129,8 @@ def load_dataset_records(
         layout = VOCLayout(ds.image_dir, ds.ann_dir, ds.split_dir)
         return load_voc_splits(ds.root, ds.splits, class_names, layout=layout)
     ann_file = resolve_ann_file(ds.root, ds.ann_file)
-    records, _ = load_coco(ann_file, coco_image_root(ds.root, ann_file), class_names)
+    image_root = coco_image_root(ds.root, ann_file)
+    records, _ = coco_records(read(ann_file), ann_file, image_root, class_names)
     return records
 
 
@@ -162,17 +206,21 @@ def build_detection_train_loader(
 
 
 def build_detection_test_loader(
-    cfg: Config,
+    cfg: Config, split: EvalSplit | None = None
 ) -> tuple[DetectionLoader, list[ImageRecord], list[str]]:
     """The evaluation loader over ``data.test``: every image, in order, sharded by rank.
 
+    Args:
+        cfg: the run config (data.*, input.*, test.ims_per_batch, model.num_classes).
+        split: ``data.test`` as already read (default: :func:`load_test_split` reads it).
+
     Returns:
         (loader of DetectionBatch with ``test.ims_per_batch`` images, all records of the test
-        set (every rank's), class names in label order).
+        set (every rank's) whose image files exist, class names in label order).
     """
-    class_names = _checked_class_names(cfg)
-    records = load_dataset_records(cfg.data.test, class_names, "data.test")
-    records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.test")
+    split = split or load_test_split(cfg)
+    class_names = _check_num_classes(cfg, split.class_names)
+    records = _drop_missing_images(split.records, cfg.data.skip_bad_images, "data.test")
     sampler = InferenceSampler(len(records), dist.get_rank(), dist.get_world_size())
     loader = StopSafeLoader(
         DetectionDataset(records, build_test_transform(cfg.input, cfg.test)),
@@ -191,7 +239,10 @@ def aspect_groups(records: Sequence[ImageRecord]) -> list[int]:
 
 
 def _checked_class_names(cfg: Config) -> list[str]:
-    class_names = resolve_class_names(cfg)
+    return _check_num_classes(cfg, resolve_class_names(cfg))
+
+
+def _check_num_classes(cfg: Config, class_names: list[str]) -> list[str]:
     if len(class_names) != cfg.model.num_classes:
         raise UserError(
             f"model.num_classes is {cfg.model.num_classes} but the data has {len(class_names)} "

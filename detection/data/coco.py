@@ -41,7 +41,16 @@ from engine.errors import UserError
 from engine.io import is_json_integer, read_json
 from engine.paths import child_path
 
-__all__ = ["CocoMeta", "coco_image_root", "load_coco", "read_coco_meta", "resolve_ann_file"]
+__all__ = [
+    "CocoMeta",
+    "coco_image_root",
+    "coco_meta",
+    "coco_records",
+    "load_coco",
+    "read_coco_json",
+    "read_coco_meta",
+    "resolve_ann_file",
+]
 
 # instances_<name>.json -> the image folder of that split (COCO's 2014 and 2017 layouts)
 _SPLIT_PATTERN = re.compile(r"(?:instances|image_info)_(?P<split>[a-z-]+?)(?P<year>20\d\d)\.json$")
@@ -81,8 +90,21 @@ def load_coco(
     Raises:
         UserError: see the module docstring.
     """
-    data = read_coco_json(ann_file)
-    meta = _meta_from_categories(data["categories"], class_names, ann_file)
+    return coco_records(read_coco_json(ann_file), ann_file, image_root, class_names,
+                        check_images=check_images)  # fmt: skip
+
+
+def coco_records(
+    data: dict[str, Any],
+    ann_file: str,
+    image_root: str,
+    class_names: Sequence[str] | None = None,
+    *,
+    check_images: bool = False,
+) -> tuple[list[ImageRecord], CocoMeta]:
+    """:func:`load_coco` of a JSON already parsed by :func:`read_coco_json` (``ann_file``
+    names it in messages), for a caller that also scores against it."""
+    meta = coco_meta(data, ann_file, class_names)
     per_image = _annotations_by_image(data, ann_file, meta)
     cleaner = BoxCleaner(ann_file)
     cat_to_label = meta.category_id_to_label
@@ -111,7 +133,14 @@ def image_path(image_root: str, file_name: object, where: str) -> str:
 
 def read_coco_meta(ann_file: str, class_names: Sequence[str] | None = None) -> CocoMeta:
     """The label mapping of an instances JSON, without building records."""
-    return _meta_from_categories(read_coco_json(ann_file)["categories"], class_names, ann_file)
+    return coco_meta(read_coco_json(ann_file), ann_file, class_names)
+
+
+def coco_meta(
+    data: dict[str, Any], ann_file: str, class_names: Sequence[str] | None = None
+) -> CocoMeta:
+    """:func:`read_coco_meta` of a JSON already parsed by :func:`read_coco_json`."""
+    return _meta_from_categories(data["categories"], class_names, ann_file)
 
 
 def resolve_ann_file(root: str, ann_file: str) -> str:

@@ -13,9 +13,10 @@ import yaml
 
 from detection.config import Config, load_config
 from detection.data.transforms import TestTransform, collate_images
+from detection.inference import compile_trunks
 from detection.modeling.build import build_model
 from detection.modeling.ensemble import DetectorEnsemble
-from detection.predictor import Predictor, compile_trunks
+from detection.predictor import Predictor
 from detection.structures import Detections
 from engine import amp
 from engine.errors import UserError
@@ -161,9 +162,9 @@ def test_detection_exports_predictor_lazily() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_with_amp(checkpoint: Path) -> None:
+def test_cuda_with_bf16(checkpoint: Path) -> None:
     cfg = small_config()
-    cfg.solver.amp = True
+    cfg.test.precision = "bf16"
     predictor = Predictor(cfg, str(checkpoint), device="cuda")
     reference = Predictor(small_config(), str(checkpoint))
     (image,) = _images((64, 80))

@@ -21,12 +21,12 @@ from torch import Tensor, nn
 
 from detection.config import Config, InputConfig
 from detection.data.build import (
+    EvalSplit,
     build_detection_test_loader,
     build_detection_train_loader,
-    load_dataset_records,
+    load_test_split,
     resolve_class_names,
 )
-from detection.data.coco import read_coco_meta, resolve_ann_file
 from detection.data.transforms import postprocess_detections
 from detection.evaluation import (
     VOC_METRICS,
@@ -35,17 +35,22 @@ from detection.evaluation import (
     VOCEvaluator,
     records_to_coco,
 )
-from detection.modeling.build import build_ensemble, build_model
+from detection.inference import (
+    detect,
+    inference_precision,
+    load_detector,
+    load_detectors,
+    prepare_for_inference,
+)
+from detection.modeling.build import build_model
 from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
-from detection.predictor import inference_amp, load_detector, prepare_for_inference
 from detection.structures import DetectionBatch, ImageRecord
 from engine import distributed as dist
-from engine.amp import autocast
 from engine.checkpoint import list_checkpoints
+from engine.device import prepare_model
 from engine.errors import UserError
 from engine.io import atomic_torch_save, atomic_write_json
-from engine.loop import prepare_model
 from engine.metrics import Progress
 from engine.run import evaluate_checkpoint, run_training
 from engine.spec import InputSpec
@@ -75,16 +80,23 @@ class DetectionTask:
     def __init__(self, cfg: Config, member_configs: Mapping[str, Config] | None = None) -> None:
         self.cfg = cfg
         self.member_configs = dict(member_configs or {})
+        self.amp: str | None = None  # evaluation autocast: test.precision, resolved once
+        self.test_split: EvalSplit | None = None  # read by preflight, for the next evaluation
 
     def preflight(self) -> None:
-        """Read the test split's annotations and build its evaluators (no image decoded)."""
-        class_names = resolve_class_names(self.cfg)
-        records = load_dataset_records(self.cfg.data.test, class_names, "data.test")
-        build_evaluators(self.cfg, records, class_names, None)
+        """Read the test split (kept for the evaluation that follows) and build its
+        evaluators (no image decoded)."""
+        self.test_split = load_test_split(self.cfg)
+        build_evaluators(self.cfg, self.test_split, None)
 
     def build_model(self, device: torch.device) -> nn.Module:
         """The detector to train: ``model.weights`` loaded when set (class layers
-        re-initialised for other classes), else the backbone's weights alone."""
+        re-initialised for other classes), else the backbone's weights alone.
+
+        Training lets go of preflight's test split (each evaluation reads it again rather
+        than every DataLoader worker holding a copy through the run)."""
+        self.test_split = None
+        self.amp = inference_precision(self.cfg.test.precision, device)
         start = self.cfg.model.weights
         model = (
             load_detector(self.cfg, start, f"model.weights {start}")[0]
@@ -95,16 +107,12 @@ class DetectionTask:
     def load_for_eval(
         self, weights: str | list[str], device: torch.device
     ) -> tuple[nn.Module, int]:
-        """One detector from a weights file, or an ensemble of a list's (even of one)."""
-        model: nn.Module
-        if isinstance(weights, str):
-            model, source = load_detector(self.cfg, weights)
-        else:
-            members = [load_detector(self.member_configs.get(w, self.cfg), w) for w in weights]
-            model, source = build_ensemble(self.cfg, [m for m, _ in members]), members[0][1]
-        amp = inference_amp(self.cfg, device)
+        """One detector from a weights file, or an ensemble of a list's (even of one), ready
+        for inference at ``test.precision`` (resolved here, once)."""
+        model, source = load_detectors(self.cfg, weights, self.member_configs)
+        self.amp = inference_precision(self.cfg.test.precision, device)
         ready = prepare_for_inference(
-            model, device, self.cfg.channels_last, amp, self.cfg.test.compile
+            model, device, self.cfg.channels_last, self.amp, self.cfg.test.compile
         )
         return ready, int(source.get("iteration", 0))
 
@@ -118,8 +126,12 @@ class DetectionTask:
         return dict(model(batch.images.to(device), targets).losses)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        """Score ``model`` on the test split: preflight's reading if no evaluation used it
+        yet, else a fresh one (annotations parsed once per evaluation)."""
         assert isinstance(model, (FasterRCNN, DetectorEnsemble))
-        return evaluate_detector(model, self.cfg, device, Path(self.cfg.output_dir))
+        split, self.test_split = self.test_split or load_test_split(self.cfg), None
+        out = Path(self.cfg.output_dir)
+        return evaluate_detector(model, self.cfg, split, device, self.amp, out)
 
     def headline(self, results: dict[str, Any]) -> dict[str, float]:
         return headline(results)
@@ -181,59 +193,72 @@ def evaluate_weights(
 
 # ---------------------------------------------------------------------------- evaluation
 def build_evaluators(
-    cfg: Config, records: list[ImageRecord], class_names: list[str], out: Path | None
+    cfg: Config, split: EvalSplit, out: Path | None, records: list[ImageRecord] | None = None
 ) -> dict[str, DatasetEvaluator]:
-    """One evaluator per ``test.metrics`` entry; result files go to ``out`` when given."""
+    """One evaluator per ``test.metrics`` entry over ``records`` (default: the split's);
+    result files go to ``out`` when given. Nothing is read: the split holds it all."""
+    records = split.records if records is None else records
+    class_names = split.class_names
     evaluators: dict[str, DatasetEvaluator] = {}
-    split = Path(cfg.data.test.splits[0]).name if cfg.data.test.splits else "test"
+    name = Path(cfg.data.test.splits[0]).name if cfg.data.test.splits else "test"
     for metric in cfg.test.metrics:
         if metric in ("voc07", "voc"):
             voc_dir = out / "voc_results" if out is not None else None
             curves = out if not any(m in VOC_METRICS for m in evaluators) else None  # once
-            evaluators[metric] = VOCEvaluator(class_names, metric, voc_dir, split, curves)
+            evaluators[metric] = VOCEvaluator(class_names, metric, voc_dir, name, curves)
         else:  # "coco": the config's choices allow nothing else
-            evaluators[metric] = _coco_evaluator(cfg, records, class_names, out)
+            evaluators[metric] = _coco_evaluator(cfg, split, records, out)
     return evaluators
 
 
 def _coco_evaluator(
-    cfg: Config, records: list[ImageRecord], class_names: list[str], out: Path | None
+    cfg: Config, split: EvalSplit, records: list[ImageRecord], out: Path | None
 ) -> COCOEvaluator:
     out_json = out / "coco_results.json" if out is not None else None
-    test = cfg.data.test
-    if test.format == "coco":
-        ann_file = resolve_ann_file(test.root, test.ann_file)
-        meta = read_coco_meta(ann_file, class_names)
-        return COCOEvaluator(ann_file, meta.label_to_category_id, cfg.test.coco_backend, out_json)
-    ground_truth = records_to_coco(records, class_names)  # e.g. VOC: scored the COCO way
+    backend = cfg.test.coco_backend
+    if split.coco is not None:  # a COCO-format split: its own JSON, as read
+        return COCOEvaluator(split.coco, split.label_to_category_id, backend, out_json)
+    ground_truth = records_to_coco(records, split.class_names)  # e.g. VOC: scored the COCO way
     if out is not None:  # so `resdet score` / `submit` can take coco_results.json as well
         atomic_write_json(out / COCO_GROUND_TRUTH, ground_truth)
     labels = [c["id"] for c in ground_truth["categories"]]
-    return COCOEvaluator(ground_truth, labels, cfg.test.coco_backend, out_json)
+    return COCOEvaluator(ground_truth, labels, backend, out_json)
 
 
 @torch.no_grad()
 def evaluate_detector(
-    model: FasterRCNN | DetectorEnsemble, cfg: Config, device: torch.device, out: Path | None
+    model: FasterRCNN | DetectorEnsemble,
+    cfg: Config,
+    split: EvalSplit,
+    device: torch.device,
+    amp: str | None,
+    out: Path | None,
 ) -> dict[str, Any]:
     """Run the test split through ``model`` and score it with every configured metric.
+
+    Args:
+        model: on ``device``; prepared for inference, or the model in training.
+        cfg: the run config (data.*, input.*, test.*).
+        split: ``data.test`` as read (:func:`~detection.data.build.load_test_split`).
+        device: where ``model`` runs.
+        amp: the autocast dtype (``detection.inference.inference_precision``; None: fp32).
+        out: the folder for the result files (rank 0), or None.
 
     Every rank runs its shard; the evaluators gather to rank 0, which alone returns metrics
     (and writes the result files when ``out`` is given). Returns {metric: results}.
     """
-    loader, records, class_names = build_detection_test_loader(cfg)
-    evaluators = build_evaluators(cfg, records, class_names, out if dist.is_main() else None)
+    loader, records, _ = build_detection_test_loader(cfg, split)
+    evaluators = build_evaluators(cfg, split, out if dist.is_main() else None, records)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     progress = Progress(loader.num_images, "eval", enabled=dist.is_main())
-    with autocast(device.type, inference_amp(cfg, device)):
-        for batch in loader:
-            detections = model(batch.images.to(device), detect=True).detections or []
-            detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)
-            for evaluator in evaluators.values():
-                evaluator.process(batch.records, detections)
-            progress.update(len(batch.records))
+    for batch in loader:
+        detections = detect(model, batch.images.to(device), amp)
+        detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)
+        for evaluator in evaluators.values():
+            evaluator.process(batch.records, detections)
+        progress.update(len(batch.records))
     progress.close()
     model.train(was_training)
     seconds = time.perf_counter() - start
