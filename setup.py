@@ -29,7 +29,15 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "hypothesis>=6", "types-PyYAML", *EXPORT],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.4",
+            "mypy>=1.8",
+            "hypothesis>=6",
+            "types-PyYAML",
+            "tensorboard>=2.12",  # tests/engine/test_engine_logging.py writes events
+            *EXPORT,
+        ],
         "tb": ["tensorboard>=2.12"],
         "export": EXPORT,
     },

@@ -5,32 +5,18 @@ from our, torchvision's, MSRA's or pytorch_resnet_cifar10's checkpoints; `count_
 `count_macs` measure it.
 """
 
-from __future__ import annotations
+# Exports: the names in _EXPORTS, each imported from its module on first use (engine.exports).
+from engine.exports import exported_names, lazy_exports
 
-from backbones.build import BACKBONES, backbone_arguments, build_backbone
-from backbones.cifar import CifarResNet, cifar_resnet
-from backbones.complexity import count_macs, count_params
-from backbones.layers import Backbone, FrozenBatchNorm2d, convert_to_frozen_bn, fold_frozen_bn
-from backbones.resnet import ResNet
-from backbones.vgg import VGG
-from backbones.weights import LoadReport, load_weights
-from engine.errors import UserError
-
-__all__ = [
-    "BACKBONES",
-    "VGG",
-    "Backbone",
-    "CifarResNet",
-    "FrozenBatchNorm2d",
-    "LoadReport",
-    "ResNet",
-    "UserError",
-    "backbone_arguments",
-    "build_backbone",
-    "cifar_resnet",
-    "convert_to_frozen_bn",
-    "count_macs",
-    "count_params",
-    "fold_frozen_bn",
-    "load_weights",
-]
+_EXPORTS = {
+    "backbones.build": ("BACKBONES", "backbone_arguments", "build_backbone"),
+    "backbones.cifar": ("CifarResNet", "cifar_resnet"),
+    "backbones.complexity": ("count_macs", "count_params"),
+    "backbones.layers": ("Backbone", "FrozenBatchNorm2d", "convert_to_frozen_bn", "fold_frozen_bn"),
+    "backbones.resnet": ("ResNet",),
+    "backbones.vgg": ("VGG",),
+    "backbones.weights": ("LoadReport", "load_weights"),
+    "engine.errors": ("UserError",),
+}
+__all__ = exported_names(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -5,6 +5,7 @@ checkout; after ``pip install resdet`` there is no checkout, so a ``configs/...`
 does not exist where the command runs is looked up here.
 """
 
+# Exports: ROOT and shipped, defined here (configs is data, imports no package: no _EXPORTS).
 from __future__ import annotations
 
 from pathlib import Path

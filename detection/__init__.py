@@ -4,19 +4,9 @@
 OpenCV or albumentations until a predictor is wanted).
 """
 
-from __future__ import annotations
+# Exports: the names in _EXPORTS, each imported from its module on first use (engine.exports).
+from engine.exports import exported_names, lazy_exports
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from detection.predictor import Predictor
-
-__all__ = ["Predictor"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "Predictor":
-        from detection.predictor import Predictor
-
-        return Predictor
-    raise AttributeError(f"module 'detection' has no attribute {name!r}")
+_EXPORTS = {"detection.predictor": ("Predictor",)}
+__all__ = exported_names(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

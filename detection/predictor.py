@@ -1,4 +1,4 @@
-"""Image in, detections out: the detector behind one call (DESIGN.md's Python API).
+"""Image in, detections out: the detector behind one call (README.md, "Python").
 
 predictor = Predictor("configs/detection/faster_rcnn_r101_c4_coco.yaml", "model_final.pth")
 det = predictor(rgb_uint8_image)          # Detections in original-image pixels

@@ -1,7 +1,8 @@
-"""The one exception type for bad user input (files, keys, values).
+"""Bad input, a run that stopped itself, a data problem worked around: two exceptions, one warning.
 
-The CLI turns it into a one-line message and exit code 2; anything else is a bug and keeps
-its traceback.
+The CLI turns a :class:`UserError` into a one-line message and exit code 2, and a
+:class:`RunStopped` into one line and exit code 1; anything else is a bug and keeps its
+traceback. A :class:`DataWarning` (one line) says what was worked around; the work goes on.
 """
 
 

@@ -69,7 +69,6 @@ def train_loop(
     start_iter: int = 0,
     scaler: torch.amp.GradScaler | None = None,
     checkpointer: Checkpointer | None = None,
-    checkpoint_extra: Callable[[int], dict[str, Any]] | None = None,
     eval_fn: EvalFn | None = None,
     logger: MetricsLogger | None = None,
     stop: StopOnSignal | None = None,
@@ -92,7 +91,6 @@ def train_loop(
         start_iter: finished iterations (from a checkpoint).
         scaler: GradScaler for fp16 (see :func:`engine.amp.make_grad_scaler`).
         checkpointer: saves every ``checkpoint_period``, at the end and on SIGTERM/SIGINT.
-        checkpoint_extra: iteration -> extra checkpoint state (e.g. the sampler position).
         eval_fn: called on every rank every ``eval_period`` and at the end (also when
             ``start_iter`` is already ``max_iter``); its result (rank 0's is what counts) is
             logged and returned under "eval". It does not move the training's random streams.
@@ -112,7 +110,7 @@ def train_loop(
             evaluation; the last checkpoint holds the trained weights.
     """
     update = _Update(model, optimizer, scheduler, scaler, step_fn, options, checkpointer)
-    run = _Run(model, update, options, checkpointer, checkpoint_extra, eval_fn, logger)
+    run = _Run(model, update, options, checkpointer, eval_fn, logger)
     model.train()
     with nullcontext(stop) if stop is not None else StopOnSignal() as signals:
         last = run.iterations(batches, start_iter, signals)
@@ -129,7 +127,6 @@ class _Run:
     update: _Update
     options: LoopOptions
     checkpointer: Checkpointer | None
-    checkpoint_extra: Callable[[int], dict[str, Any]] | None
     eval_fn: EvalFn | None
     logger: MetricsLogger | None
     counts: dict[str, float] = field(default_factory=lambda: {"num_skipped_batches": 0.0})
@@ -194,8 +191,7 @@ class _Run:
         """Save the state after ``iteration``; returns the file's path (or "none")."""
         if self.checkpointer is None:
             return "none"
-        extra = self.checkpoint_extra(iteration) if self.checkpoint_extra else None
-        return str(self.checkpointer.save(iteration, extra))
+        return str(self.checkpointer.save(iteration))
 
     def latest_checkpoint(self) -> str:
         """The newest checkpoint on disk, or "none"."""

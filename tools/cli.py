@@ -68,13 +68,7 @@ def _version() -> str:
 
 
 def _load(command: str) -> Any:
-    module_name = COMMANDS[command][0]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
+    return importlib.import_module(COMMANDS[command][0])
 
 
 def _show_library_messages() -> None:
@@ -98,9 +92,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == wanted:  # only the chosen command's module is imported
-            module = _load(name)
-            if module is not None:
-                module.add_arguments(p)
+            _load(name).add_arguments(p)
     return parser
 
 
@@ -135,9 +127,6 @@ def _main(argv: list[str]) -> int:
         return 2
     _show_library_messages()
     module = _load(args.command)
-    if module is None:
-        print(f"resdet {args.command}: not built yet in this release", file=sys.stderr)
-        return 2
     try:
         return int(module.run(args) or 0)
     except UserError as exc:

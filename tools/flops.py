@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, TypedDict
 
 import torch
 
-from backbones import BACKBONES, backbone_arguments, build_backbone, count_macs, count_params
+from backbones.build import BACKBONES, backbone_arguments, build_backbone
 from backbones.cifar import CIFAR_NETS
+from backbones.complexity import count_macs, count_params
 from configs import ROOT as CONFIG_ROOT
 from engine.errors import UserError
 from tools.arguments import config_path

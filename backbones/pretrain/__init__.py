@@ -5,13 +5,12 @@ transforms.py holds the paper's augmentation and test views, evaluation.py the t
 errors, and task.py the ClassificationTask that engine.run trains and evaluates.
 """
 
-from backbones.pretrain.evaluation import count_topk_wrong, evaluate, score_views
-from backbones.pretrain.task import evaluate_weights, pretrain
+# Exports: the names in _EXPORTS, each imported from its module on first use (engine.exports).
+from engine.exports import exported_names, lazy_exports
 
-__all__ = [
-    "count_topk_wrong",
-    "evaluate",
-    "evaluate_weights",
-    "pretrain",
-    "score_views",
-]
+_EXPORTS = {
+    "backbones.pretrain.evaluation": ("count_topk_wrong", "evaluate", "score_views"),
+    "backbones.pretrain.task": ("evaluate_weights", "pretrain"),
+}
+__all__ = exported_names(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

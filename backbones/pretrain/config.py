@@ -89,7 +89,7 @@ class PretrainConfig(RunConfig):
     """A classification run (`resdet pretrain`)."""
 
     output_dir: str = "output/pretrain"  # where config.yaml, checkpoints and backbone.pth go
-    channels_last: bool = True  # NHWC weights and images (faster convolutions on CPU and CUDA)
+    channels_last: bool = True  # NHWC training images; on CUDA NHWC weights too (faster convs)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
     input: PretrainInputConfig = field(default_factory=PretrainInputConfig)

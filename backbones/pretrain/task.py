@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------- steps
 def make_train_step(device: torch.device, channels_last: bool) -> StepFn:
     """``(model, ClassBatch) -> {loss_cls, train_error, num_skipped_images}`` for train_loop."""
-    memory_format = torch.channels_last if channels_last else None  # as prepare_model's weights
+    memory_format = torch.channels_last if channels_last else None  # weights: on CUDA only
 
     def step(model: nn.Module, batch: ClassBatch) -> dict[str, Tensor]:
         skipped = torch.tensor(float(len(batch.bad)))

@@ -8,38 +8,27 @@ Names are imported lazily (``from detection.data import load_voc`` does not impo
 albumentations), so reading annotations stays cheap for tools such as ``resdet score``.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+# Exports: the names in _EXPORTS, each imported from its module on first use (engine.exports).
+from engine.exports import exported_names, lazy_exports
 
 _EXPORTS = {
-    "VOC_CLASSES": "voc",
-    "load_voc": "voc",
-    "load_voc_splits": "voc",
-    "CocoMeta": "coco",
-    "load_coco": "coco",
-    "read_coco_meta": "coco",
-    "SHAPE_CLASSES": "synthetic",
-    "write_voc_dataset": "synthetic",
-    "write_coco_dataset": "synthetic",
-    "TestTransform": "transforms",
-    "TrainTransform": "transforms",
-    "collate_images": "transforms",
-    "detections_to_original": "transforms",
-    "postprocess_detections": "transforms",
-    "DetectionDataset": "loader",
-    "DetectionLoader": "loader",
-    "resolve_class_names": "build",
-    "build_test_transform": "build",
-    "build_detection_train_loader": "build",
-    "build_detection_test_loader": "build",
+    "detection.data.voc": ("VOC_CLASSES", "load_voc", "load_voc_splits"),
+    "detection.data.coco": ("CocoMeta", "load_coco", "read_coco_meta"),
+    "detection.data.synthetic": ("SHAPE_CLASSES", "write_voc_dataset", "write_coco_dataset"),
+    "detection.data.transforms": (
+        "TestTransform",
+        "TrainTransform",
+        "collate_images",
+        "detections_to_original",
+        "postprocess_detections",
+    ),
+    "detection.data.loader": ("DetectionDataset", "DetectionLoader"),
+    "detection.data.build": (
+        "resolve_class_names",
+        "build_test_transform",
+        "build_detection_train_loader",
+        "build_detection_test_loader",
+    ),
 }
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'detection.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"detection.data.{_EXPORTS[name]}"), name)
+__all__ = exported_names(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

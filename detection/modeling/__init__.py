@@ -10,7 +10,12 @@ complexity   multiply-adds of a detector          losses      box regression los
 ensemble     several detectors as one (app. B)
 """
 
-from detection.modeling.build import build_model, load_detector_weights
-from detection.modeling.faster_rcnn import DetectorOutput, FasterRCNN
+# Exports: the names in _EXPORTS, each imported from its module on first use (engine.exports).
+from engine.exports import exported_names, lazy_exports
 
-__all__ = ["DetectorOutput", "FasterRCNN", "build_model", "load_detector_weights"]
+_EXPORTS = {
+    "detection.modeling.build": ("build_model", "load_detector_weights"),
+    "detection.modeling.faster_rcnn": ("DetectorOutput", "FasterRCNN"),
+}
+__all__ = exported_names(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

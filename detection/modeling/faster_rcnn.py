@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from backbones.layers import Backbone
+from detection.modeling.augmented_inference import View, mirror_images, view_scorer
 from detection.modeling.fpn import FPN
 from detection.modeling.roi_heads import ROIHeads, Scorer
 from detection.modeling.rpn import RPN
-from detection.modeling.test_time import View, mirror_images, view_scorer
 from detection.structures import Detections, ImageBatch, Targets
 
 
@@ -40,7 +40,7 @@ class FasterRCNN(nn.Module):
         fpn: the pyramid on top of the backbone, or None.
         test_flip: detection also scores every RoI on the mirrored images and averages.
         pyramid_roi_size: with an image pyramid (``images.pyramid``), the RoI size (input
-            pixels) whose two adjacent scales score a RoI (see `test_time`).
+            pixels) whose two adjacent scales score a RoI (see `augmented_inference`).
     """
 
     def __init__(
@@ -94,7 +94,7 @@ class FasterRCNN(nn.Module):
 
     def scorer(self, images: ImageBatch, features: dict[str, Tensor]) -> Scorer:
         """How detection scores RoIs on this batch: the RoI head's `candidates` on the test
-        scale's maps, or (`test_time`) on the image pyramid and/or the mirrored images."""
+        scale's maps, or (`augmented_inference`) on the image pyramid and/or the mirrored images."""
         if not images.pyramid and not self.test_flip:
             maps = [features[name] for name in self.roi_heads.in_features]
             return functools.partial(

@@ -380,7 +380,7 @@ class ROIHeads(nn.Module):
             proposals: per image, from the RPN.
             targets: per image ground truth, or None.
             detect: also run inference on all proposals.
-            scorer: how RoIs are scored for detection (`detection.modeling.test_time`'s
+            scorer: how RoIs are scored for detection (`detection.modeling.augmented_inference`'s
                 multi-scale / flipped views); default `candidates` on ``features``.
 
         Returns:

@@ -58,6 +58,10 @@ def test_tensorboard_events_or_one_warning(tmp_path: Path, monkeypatch) -> None:
     log.write(1)
     log.close()
     assert list((tmp_path / "tb_on" / "tb").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb_on" / "tb")).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.0)]
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.warns(UserWarning, match="TensorBoard is not installed"):
         log = MetricsLogger(tmp_path / "tb_off", max_iter=4, tensorboard=True, progress=False)

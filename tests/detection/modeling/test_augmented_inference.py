@@ -9,16 +9,16 @@ from torch import Tensor
 
 from detection.config import Config
 from detection.data.transforms import collate_images
-from detection.modeling.box_ops import clip_boxes
-from detection.modeling.build import build_model
-from detection.modeling.roi_heads import ClassBoxes
-from detection.modeling.test_time import (
+from detection.modeling.augmented_inference import (
     View,
     adjacent_scales,
     mirror_boxes,
     mirror_images,
     pyramid_features,
 )
+from detection.modeling.box_ops import clip_boxes
+from detection.modeling.build import build_model
+from detection.modeling.roi_heads import ClassBoxes
 from detection.predictor import Predictor
 from detection.structures import ImageBatch
 
