@@ -18,8 +18,6 @@ from detection.structures import Detections
 from engine.errors import UserError
 from engine.images import decode_image
 
-PHOTOS = Path(__file__).resolve().parents[1] / "data" / "raccoon" / "images"
-
 
 def small_config() -> Config:
     """The C4 ResNet-18 width-16 layout of configs/detection/raccoon_r18_c4.yaml, untrained."""
@@ -63,7 +61,7 @@ def assert_same_detections(onnx: Detections, ours: Detections) -> None:
 
 
 def test_onnx_graph_gives_the_predictors_detections_at_two_sizes(
-    predictor: Predictor, tmp_path: Path
+    predictor: Predictor, raccoon_photos: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "model.onnx"
     export.export_onnx(predictor, path)
@@ -71,13 +69,15 @@ def test_onnx_graph_gives_the_predictors_detections_at_two_sizes(
     assert [i.name for i in onnx.session.get_inputs()] == export.INPUT_NAMES
     sizes = set()
     for name in ("raccoon-110.jpg", "raccoon-150.jpg"):  # portrait and landscape
-        image = decode_image(str(PHOTOS / name))
+        image = decode_image(str(raccoon_photos / "images" / name))
         sizes.add(resized_shape(*image.shape[:2], 128, 192))
         assert_same_detections(onnx(image), predictor(image))
     assert sizes == {(191, 128), (128, 192)}  # traced at 128 x 128: the size is dynamic
 
 
-def test_a_global_context_graph_gives_the_predictors_detections(tmp_path: Path) -> None:
+def test_a_global_context_graph_gives_the_predictors_detections(
+    raccoon_photos: Path, tmp_path: Path
+) -> None:
     cfg = small_config()
     cfg.model.roi_heads.global_context = True
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def test_a_global_context_graph_gives_the_predictors_detections(tmp_path: Path) 
     export.export_onnx(predictor, tmp_path / "model.onnx")
     onnx = export.OnnxPredictor(tmp_path / "model.onnx", cfg.input)
     # a 191 x 128 input through a graph traced at 128 x 128: the whole-image RoI follows it
-    image = decode_image(str(PHOTOS / "raccoon-110.jpg"))
+    image = decode_image(str(raccoon_photos / "images" / "raccoon-110.jpg"))
     assert_same_detections(onnx(image), predictor(image))
 
 

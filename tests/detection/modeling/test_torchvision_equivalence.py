@@ -29,7 +29,6 @@ from tools.cli import main
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs/detection/torchvision_r50_fpn_coco.yaml"
 SMALL = ["input.min_size_test=320", "input.max_size_test=533"]
-RACCOON = Path(__file__).resolve().parents[2] / "data/raccoon/images"
 
 
 @torch.no_grad()
@@ -175,7 +174,7 @@ def test_predictor_at_800_pixels(tmp_path: Path) -> None:
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="needs a CPU with native bf16")
 @pytest.mark.parametrize("photo", ["raccoon-110.jpg", "raccoon-150.jpg", "raccoon-166.jpg"])
 def test_bf16_predictor_close_to_fp32_on_a_real_photo(
-    converted: tuple[FasterRCNN, Path], photo: str
+    converted: tuple[FasterRCNN, Path], photo: str, raccoon_photos: Path
 ) -> None:
     """bf16 autocast vs fp32, same weights, one real photo (resized to 320 px).
 
@@ -189,7 +188,7 @@ def test_bf16_predictor_close_to_fp32_on_a_real_photo(
     """
     _, weights = converted
     cfg = load_config(CONFIG, SMALL)
-    image = decode_image(str(RACCOON / photo))
+    image = decode_image(str(raccoon_photos / "images" / photo))
     fp32 = Predictor(cfg, str(weights))(image)
     bf16 = Predictor(cfg, str(weights), precision="bf16")(image)
     assert isinstance(fp32, Detections) and isinstance(bf16, Detections)
