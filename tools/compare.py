@@ -6,9 +6,12 @@ ResNet-101), the test set (VOC 2007 test, VOC 2012 test, or COCO) and the system
 the run adds to the baseline (`system`): box refinement, global context, multi-scale
 testing, an ensemble (appendix B; Tables 9-11). Baseline runs fill Tables 7 and 8, the others
 Table 9 (COCO) or Tables 10 / 11 (VOC). Runs on any other test set (your own photos, the
-miniature comparison on raccoons) go in a table per test set: mean and spread over the runs
-given (one per seed), with the ResNet-101 minus VGG-16 gain next to the paper's. Output is
-markdown.
+miniatures on raccoons or BCCD) go in a table per test set: mean and spread over the runs
+given (one per seed) for VGG-16, ResNet-50 and ResNet-101, pretrained or from He init (a run
+whose `model.backbone.weights` and `model.weights` are empty), the ResNet-101 minus VGG-16
+gain with its spread next to the paper's, what pretraining adds to each network, and the
+per-class AP@.5 where the set has several classes. Only pretrained runs fill the paper's
+tables. Output is markdown.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ PAPER = {
     ("ResNet-101", "COCO mAP@[.5, .95]"): 27.2,
 }
 ROWS = ("VGG-16", "ResNet-101")
+OWN_ROWS = ("VGG-16", "ResNet-50", "ResNet-101")  # the paper's text adds depth: ResNet-50
+BACKBONE_ROWS = {"vgg16": "VGG-16", "vgg16_bn": "VGG-16", "resnet50": "ResNet-50",
+                 "resnet101": "ResNet-101"}  # fmt: skip
+PRETRAINED, HE_INIT = "pretrained", "He init"
 
 # The paper's appendix B, ResNet-101 only: (system, column) -> percent. Table 9 (COCO val; the
 # rows add up in this order; its ensemble is on test-dev), Tables 10 / 11 (VOC 07 / 12 test;
@@ -69,6 +76,8 @@ class RunCell:
     run_dir: str
     metric: str = ""  # own data: "mAP@.5" (VOC07 metric) or "mAP@[.5, .95]" (COCO's)
     system: str = "baseline"  # what the run adds to the baseline (`system`)
+    init: str = PRETRAINED  # or HE_INIT: no backbone or detector weights to start from
+    per_class: dict[str, float | None] | None = None  # own data, mAP@.5: class -> AP (%)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,15 +98,22 @@ def run_cells(run_dir: Path) -> list[RunCell]:
     results = run.eval_results("run `resdet eval` for this run first")
     metrics = results["metrics"]
     row, name = _row(cfg, run_dir), system(cfg, results.get("weights"))
+    init = PRETRAINED if cfg.model.backbone.weights or cfg.model.weights else HE_INIT
     voc = metrics.get("voc07") or metrics.get("voc") or {}
     coco = metrics.get("coco") or {}
     paper_column = _paper_column(cfg)
     if paper_column is None:
-        own = f"own: {_test_set_name(cfg)}"
+        own, where = f"own: {_test_set_name(cfg)}", str(run_dir)
+        per_class = voc.get("per_class")
+        classes = (
+            {k: _percent(v) for k, v in per_class.items()} if isinstance(per_class, dict) else None
+        )
         return [
-            RunCell(row, own, _percent(voc.get("mAP")), str(run_dir), "mAP@.5", name),
-            RunCell(row, own, _percent(coco.get("AP")), str(run_dir), "mAP@[.5, .95]", name),
+            RunCell(row, own, _percent(voc.get("mAP")), where, "mAP@.5", name, init, classes),
+            RunCell(row, own, _percent(coco.get("AP")), where, "mAP@[.5, .95]", name, init),
         ]
+    if row not in ROWS or init == HE_INIT:
+        return []  # the paper's tables hold its two networks, pretrained
     if paper_column == "COCO":
         return [
             RunCell(row, "COCO mAP@.5", _percent(coco.get("AP50")), str(run_dir), system=name),
@@ -144,13 +160,11 @@ def _test_set_name(cfg: Config) -> str:
 
 def _row(cfg: Config, run_dir: Path) -> str:
     name = cfg.model.backbone.name
-    if name.startswith("vgg16"):
-        return "VGG-16"
-    if name == "resnet101":
-        return "ResNet-101"
+    if name in BACKBONE_ROWS:
+        return BACKBONE_ROWS[name]
     raise UserError(
-        f"{run_dir / CONFIG_FILE}: model.backbone.name is {name!r}; the paper's tables compare "
-        "vgg16 and resnet101"
+        f"{run_dir / CONFIG_FILE}: model.backbone.name is {name!r}; the paper's comparison "
+        "holds vgg16 (or vgg16_bn), resnet50 and resnet101"
     )
 
 
@@ -237,33 +251,84 @@ def render(cells: list[RunCell]) -> str:
 
 
 def _own_data_table(column: str, cells: list[RunCell]) -> list[str]:
-    """Mean ± sample std over the runs (seeds) of each backbone on one non-paper test set, and
-    ResNet-101 minus VGG-16 beside the paper's gain (its VOC 07 and COCO mAP@[.5, .95])."""
-    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    """Mean ± sample std over the runs (seeds) of each backbone and start on one non-paper
+    test set; ResNet-101 minus VGG-16 (pretrained) beside the paper's gain (its VOC 07 and COCO
+    mAP@[.5, .95]); pretrained minus He init per backbone; per-class AP@.5."""
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for c in cells:
         if c.value is not None:
-            values[(c.row, c.metric)].append(c.value)
-    runs = {row: len({c.run_dir for c in cells if c.row == row}) for row in ROWS}
+            values[(c.row, c.init, c.metric)].append(c.value)
     lines = [
-        f"Same two networks on {column[5:]} (not the paper's data): mean ± std over runs (%).",
+        f"Same networks on {column[5:]} (not the paper's data): mean ± std over runs (%).",
         "",
         "| backbone | runs | mAP@.5 (VOC07) | mAP@[.5, .95] (COCO) | paper: VOC 07 test | "
         "paper: COCO mAP@[.5, .95] |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in ROWS:
-        a, b = (_mean_std(values[(row, m)]) for m in ("mAP@.5", "mAP@[.5, .95]"))
-        paper_voc, paper_coco = PAPER[(row, "VOC 07 test")], PAPER[(row, "COCO mAP@[.5, .95]")]
-        lines.append(f"| {row} | {runs[row]} | {a} | {b} | {paper_voc:.1f} | {paper_coco:.1f} |")
-    gains = [_gain(values, m) for m in ("mAP@.5", "mAP@[.5, .95]")]
-    paper_gains = [
+    for row, init in _own_rows(cells):
+        runs = len({c.run_dir for c in cells if (c.row, c.init) == (row, init)})
+        a, b = (_mean_std(values[(row, init, m)]) for m in ("mAP@.5", "mAP@[.5, .95]"))
+        paper = [_paper_number(row, init, c) for c in ("VOC 07 test", "COCO mAP@[.5, .95]")]
+        label = row if init == PRETRAINED else f"{row}, {init}"
+        lines.append(f"| {label} | {runs} | {a} | {b} | {paper[0]} | {paper[1]} |")
+    lines.append(_gain_row("ResNet-101 − VGG-16", values, ("ResNet-101", PRETRAINED),
+                           ("VGG-16", PRETRAINED), _paper_gains()))  # fmt: skip
+    for row in OWN_ROWS:
+        if values[(row, PRETRAINED, "mAP@.5")] and values[(row, HE_INIT, "mAP@.5")]:
+            lines.append(_gain_row(f"{row}: pretrained − He init", values, (row, PRETRAINED),
+                                   (row, HE_INIT), ("", "")))  # fmt: skip
+    lines += ["", "A difference is of the means, ± sqrt(s1²/n1 + s2²/n2) (its standard error)."]
+    return lines + _per_class_table(cells)
+
+
+def _own_rows(cells: list[RunCell]) -> list[tuple[str, str]]:
+    """(backbone, start) rows in table order: VGG-16 and ResNet-101 pretrained always, the
+    others where a run has them."""
+    present = {(c.row, c.init) for c in cells}
+    rows = [(row, init) for init in (PRETRAINED, HE_INIT) for row in OWN_ROWS]
+    return [r for r in rows if r in present or (r[1] == PRETRAINED and r[0] in ROWS)]
+
+
+def _paper_number(row: str, init: str, column: str) -> str:
+    value = PAPER.get((row, column)) if init == PRETRAINED else None
+    return "—" if value is None else f"{value:.1f}"
+
+
+def _paper_gains() -> tuple[str, str]:
+    gains = [
         PAPER[("ResNet-101", c)] - PAPER[("VGG-16", c)]
         for c in ("VOC 07 test", "COCO mAP@[.5, .95]")
     ]
-    lines.append(
-        f"| ResNet-101 − VGG-16 | | {gains[0]} | {gains[1]} | "
-        f"{paper_gains[0]:+.1f} | {paper_gains[1]:+.1f} |"
-    )
+    return f"{gains[0]:+.1f}", f"{gains[1]:+.1f}"
+
+
+def _gain_row(
+    label: str,
+    values: dict[tuple[str, str, str], list[float]],
+    first: tuple[str, str],
+    second: tuple[str, str],
+    paper: tuple[str, str],
+) -> str:
+    gains = [_gain(values[(*first, m)], values[(*second, m)]) for m in ("mAP@.5", "mAP@[.5, .95]")]
+    return f"| {label} | | {gains[0]} | {gains[1]} | {paper[0]} | {paper[1]} |"
+
+
+def _per_class_table(cells: list[RunCell]) -> list[str]:
+    """AP@.5 per class (VOC07 metric), mean ± std over runs, when the set has 2+ classes."""
+    runs = [c for c in cells if c.metric == "mAP@.5" and c.per_class]
+    classes = list(dict.fromkeys(k for c in runs for k in c.per_class or {}))
+    if len(classes) < 2:
+        return []
+    header = f"| backbone | {' | '.join(classes)} |"
+    lines = ["", "AP@.5 per class (%), mean ± std over runs.", "", header]
+    lines.append("| --- |" + " ---: |" * len(classes))
+    for row, init in _own_rows(cells):
+        ours = [c.per_class or {} for c in runs if (c.row, c.init) == (row, init)]
+        if not ours:
+            continue
+        aps = [_mean_std([v for p in ours if (v := p.get(k)) is not None]) for k in classes]
+        label = row if init == PRETRAINED else f"{row}, {init}"
+        lines.append(f"| {label} | {' | '.join(aps)} |")
     return lines
 
 
@@ -276,9 +341,15 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def _gain(values: dict[tuple[str, str], list[float]], metric: str) -> str:
-    """Difference of the two backbones' means, signed (— when either has no run)."""
-    resnet, vgg = values[("ResNet-101", metric)], values[("VGG-16", metric)]
-    if not resnet or not vgg:
+def _gain(first: list[float], second: list[float]) -> str:
+    """Difference of two means, signed, ± its standard error when both have 2+ runs (— when
+    either has none)."""
+    if not first or not second:
         return "—"
-    return f"{statistics.mean(resnet) - statistics.mean(vgg):+.1f}"
+    gain = f"{statistics.mean(first) - statistics.mean(second):+.1f}"
+    if len(first) < 2 or len(second) < 2:
+        return gain
+    spread = math.sqrt(
+        statistics.variance(first) / len(first) + statistics.variance(second) / len(second)
+    )
+    return f"{gain} ± {spread:.1f}"

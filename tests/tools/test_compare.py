@@ -58,7 +58,7 @@ def test_runs_on_other_data_get_a_table_of_their_own_with_mean_and_spread(tmp_pa
     assert main(["compare", *map(str, runs)]) == 0
     out = capsys.readouterr().out
     assert "| VGG-16 | — (73.2) | — (70.4) |" in out  # the paper's tables stay empty
-    assert "Same two networks on data/raccoon test (not the paper's data)" in out
+    assert "Same networks on data/raccoon test (not the paper's data)" in out
     # VGG: mean 72.0, sample std of 70 and 74 = 2.83; ResNet: one run
     assert "| VGG-16 | 2 | 72.0 ± 2.8 | 31.0 ± 1.4 | 73.2 | 21.2 |" in out
     assert "| ResNet-101 | 1 | 80.0 | 36.0 | 76.4 | 27.2 |" in out
@@ -134,3 +134,43 @@ def test_results_files_of_another_layout_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "eval_results.json: not an eval_results.json written by resdet (" in err
         assert err.count("\n") == 1
+
+
+def test_the_bccd_miniature_table_with_he_init_controls_depth_and_classes(tmp_path, capsys):
+    """Three seeds per cell: the gain with its spread, pretraining's value per network, the
+    ResNet-50 row, per-class AP; He-init runs never fill the paper's tables."""
+    mini = CONFIGS.parent / "mini"
+    classes = ("RBC", "WBC", "Platelets")
+
+    def run(name: str, seed: int, voc: float, coco: float, scratch: bool = False) -> Path:
+        per_class = dict(zip(classes, (voc + 0.1, voc, voc - 0.1)))
+        folder = tmp_path / f"{name}_{'he' if scratch else 'pre'}_{seed}"
+        run_dir = fake_run(folder, name, {"voc07": {"mAP": voc, "per_class": per_class},
+                                          "coco": {"AP": coco}}, mini)  # fmt: skip
+        if scratch:
+            cfg = load_config(run_dir / "config.yaml", ["model.backbone.weights="])
+            save_config(cfg, run_dir / "config.yaml")
+        return run_dir
+
+    vgg, r50, r101 = (
+        f"faster_rcnn_{n}_w16_tinyimagenet_bccd" for n in ("vgg16", "r50_c4", "r101_c4")
+    )
+    runs = [run(vgg, s, v, 0.40) for s, v in enumerate((0.70, 0.72, 0.74))]
+    runs += [run(r101, s, v, 0.45) for s, v in enumerate((0.75, 0.78, 0.81))]
+    runs += [run(r50, 0, 0.76, 0.44), run(r101, 0, 0.60, 0.30, scratch=True)]
+    runs += [run(r101, 1, 0.62, 0.32, scratch=True)]
+    assert main(["compare", *map(str, runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| ResNet-101 | — (76.4) | — (73.8) |" in out  # neither pretrained nor He init fill it
+    assert "Same networks on data/BCCD test (not the paper's data)" in out
+    assert "| VGG-16 | 3 | 72.0 ± 2.0 | 40.0 ± 0.0 | 73.2 | 21.2 |" in out
+    assert "| ResNet-50 | 1 | 76.0 | 44.0 | — | — |" in out
+    assert "| ResNet-101 | 3 | 78.0 ± 3.0 | 45.0 ± 0.0 | 76.4 | 27.2 |" in out
+    assert "| ResNet-101, He init | 2 | 61.0 ± 1.4 | 31.0 ± 1.4 | — | — |" in out
+    # +6.0 ± sqrt(2²/3 + 3²/3) = 2.08
+    assert "| ResNet-101 − VGG-16 | | +6.0 ± 2.1 | +5.0 ± 0.0 | +3.2 | +6.0 |" in out
+    # 78 - 61 ± sqrt(3²/3 + 1.414²/2) = 2.0
+    assert "| ResNet-101: pretrained − He init | | +17.0 ± 2.0 | +14.0 ± 1.0 |  |  |" in out
+    assert "| backbone | RBC | WBC | Platelets |" in out
+    assert "| VGG-16 | 82.0 ± 2.0 | 72.0 ± 2.0 | 62.0 ± 2.0 |" in out
+    assert "| ResNet-101, He init | 71.0 ± 1.4 | 61.0 ± 1.4 | 51.0 ± 1.4 |" in out
