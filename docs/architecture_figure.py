@@ -15,19 +15,20 @@ LAYERS = [  # (label, contents, y, x0, width, colour)
     ("tools/  (resdet <command>)", "parse -> config -> build -> run; benchmarks/ beside it",
      4.0, 0.0, 10.0, "#dfe7f2"),
     ("backbones/pretrain/  the classification task",
-     "PretrainConfig, ImageFolder/CIFAR readers,\naugmentation, 10-crop / multi-scale test",
+     "PretrainConfig, ImageFolder/CIFAR/Tiny ImageNet\nreaders, augmentation, 10-crop / multi-scale test",
      2.7, 0.0, 4.8, "#e8f2df"),
     ("detection/  the detection task",
      "Config, VOC/COCO readers, transforms, Faster R-CNN\n"
-     "(RPN, RoI heads, C4/VGG/FPN), VOC/COCO evaluation",
+     "(RPN, RoI heads, C4/VGG/FPN, CPU RoI kernels), the one\ninference route, VOC/COCO evaluation",
      2.7, 5.2, 4.8, "#f2e8df"),
     ("backbones/  the networks",
-     "ResNets (options A/B/C, plain twins), CIFAR nets, VGG; weights; params and MACs",
+     "ResNets (options A/B/C, plain twins), CIFAR nets, VGG; build_from_config; fused conv +\n"
+     "ReLU / add; weights (one unwrapping, checksummed reads); params and MACs",
      1.4, 0.0, 10.0, "#efe3f3"),
     ("engine/  the task-independent foundation",
-     "errors, io, config machinery, distributed, seeding, amp, images + bad-image policy,\n"
-     "samplers, input spec, solver, checkpoints, run directories, metrics, the loop,\n"
-     "run_training(task)",
+     "errors, io, config machinery, distributed, seeding, amp, device, images + bad-image\n"
+     "policy, paths, fastpath, stops, samplers, input spec, solver, checkpoints, run\n"
+     "directories + runfolder reader, exports, metrics, the loop, run_training(task)",
      0.0, 0.0, 10.0, "#eeeeee"),
 ]  # fmt: skip
 
