@@ -3,7 +3,7 @@
 from setuptools import find_packages, setup
 
 # `resdet export` writes ONNX (opset 20) and detection.export.OnnxPredictor runs it
-EXPORT = ["onnx>=1.15", "onnxruntime>=1.17"]
+EXPORT = ["onnx>=1.15", "onnxruntime>=1.17", "openvino>=2024.0"]
 
 setup(
     name="resdet",

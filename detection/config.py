@@ -17,6 +17,8 @@ from engine import config as engine_config
 from engine.config import MAX_IMAGE_SIDE, RunConfig, SolverConfig, at_least, between, choices
 
 PRECISIONS = ("fp32", "bf16")  # test.precision, and the Predictor's precision argument
+# the Predictor's runtimes: torch runs the modules, the others the exported graph (export.py)
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass

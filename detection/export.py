@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -133,6 +133,16 @@ def export_onnx(
         UserError: an opset outside OPSETS, an arch that cannot be exported, or an output
             folder that cannot be written.
     """
+    graph = onnx_bytes(predictor, opset)
+    atomic_write(out, lambda f: f.write(graph))
+
+
+def onnx_bytes(predictor: Predictor, opset: int = DEFAULT_OPSET) -> bytes:
+    """The predictor's detector (moved to the CPU) as an ONNX graph, serialized.
+
+    Raises:
+        UserError: an opset outside OPSETS, an arch that cannot be exported.
+    """
     if opset not in OPSETS:
         raise UserError(f"--opset {opset}: expected {OPSETS.start}..{OPSETS.stop - 1}")
     module = exportable(predictor).to("cpu")
@@ -154,33 +164,72 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-    atomic_write(out, lambda f: f.write(buffer.getvalue()))
+    return buffer.getvalue()
 
 
-class OnnxPredictor:
-    """An exported graph run by onnxruntime, called like `Predictor` (one image at a time).
+class GraphPredictor:
+    """The exported graph's pre- and post-processing around a runtime's ``run``, called like
+    `Predictor` (one image at a time): the Predictor's resize before the graph, its outputs
+    as Detections in original pixels.
 
     Args:
-        path: the .onnx file.
         input_cfg: the config's ``input`` section (the resize before the graph).
-        threads: onnxruntime intra-op threads (0: its default, one per core).
     """
 
-    def __init__(self, path: str | os.PathLike[str], input_cfg: InputConfig, threads: int = 0):
-        import onnxruntime as ort  # the `export` extra
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, input_cfg: InputConfig) -> None:
         self.transform = build_test_transform(input_cfg)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """The graph's outputs (OUTPUT_NAMES order) for its inputs (INPUT_NAMES)."""
+        raise NotImplementedError
 
     def __call__(self, image: np.ndarray) -> Detections:
         """RGB uint8 (H, W, 3) -> Detections in original pixels (as `Predictor`'s)."""
         check_image(image)
         resized, _ = self.transform.resize(image)
-        inputs: dict[str, Any] = {
+        inputs = {
             "image": np.ascontiguousarray(resized.transpose(2, 0, 1)[None]),
             "original_size": np.array(image.shape[:2], dtype=np.int64),
         }
-        boxes, scores, labels = (torch.from_numpy(x) for x in self.session.run(None, inputs))
+        boxes, scores, labels = (torch.from_numpy(np.asarray(x)) for x in self.run(inputs))
         return Detections(boxes, scores, labels)
+
+
+class OnnxPredictor(GraphPredictor):
+    """An exported graph run by onnxruntime (`GraphPredictor`).
+
+    Args:
+        input_cfg: the config's ``input`` section (the resize before the graph).
+        path: the .onnx file, or the graph itself (`onnx_bytes`).
+        threads: onnxruntime intra-op threads (0: its default, one per core).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | bytes, input_cfg: InputConfig, threads: int = 0
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("onnxruntime is not installed: pip install 'resdet[export]'") from None
+        super().__init__(input_cfg)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        graph = path if isinstance(path, bytes) else str(path)
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    def run(self, inputs: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """onnxruntime's outputs of the graph."""
+        return self.session.run(None, inputs)
+
+
+def runtime_predictor(predictor: Predictor, runtime: str, precision: str) -> GraphPredictor:
+    """The predictor's detector (fp32 weights, on the CPU) exported and run by ``runtime``,
+    "onnxruntime" (fp32 only) or "openvino" (fp32 or bf16), with torch's thread count."""
+    threads = torch.get_num_threads()
+    if runtime == "onnxruntime":
+        if precision != "fp32":
+            raise UserError(f"runtime onnxruntime runs fp32 only, not {precision}")
+        return OnnxPredictor(onnx_bytes(predictor), predictor.cfg.input, threads)
+    from detection.openvino_runtime import OpenvinoPredictor, convert
+
+    return OpenvinoPredictor(convert(predictor), predictor.cfg.input, precision, threads)

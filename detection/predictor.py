@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
 
-from detection.config import Config, load_config
+from detection.config import RUNTIMES, Config, load_config
 from detection.data.build import build_test_transform
 from detection.data.transforms import collate_uint8_images, postprocess_detections
 from detection.inference import (
@@ -29,6 +29,9 @@ from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
 from detection.structures import Detections
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from detection.export import GraphPredictor
 
 
 class Predictor:
@@ -45,6 +48,9 @@ class Predictor:
             outputs change by float rounding only).
         precision: "fp32" or "bf16" (autocast on CUDA, or on a CPU with native bf16; see
             :func:`detection.inference.inference_precision`); default cfg.test.precision.
+        runtime: "torch" (default), or the detector exported as one graph (detection/export.py)
+            and run on the CPU by "openvino" (fp32 or bf16; the `export` extra) or
+            "onnxruntime" (fp32), one image at a time, with torch's thread count.
 
     ``class_names`` are the (first) checkpoint's (recorded by ``resdet train``), else the
     config's.
@@ -59,21 +65,27 @@ class Predictor:
         batch_size: int | None = None,
         fold_bn: bool = True,
         precision: str | None = None,
+        runtime: str = "torch",
     ) -> None:
         cfg = config if isinstance(config, Config) else load_config(config)
         if str(device) == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        check_runtime(runtime, self.device)
         self.cfg = cfg
         files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])
         self.model, source = _load(cfg, [str(w) for w in files])
-        self.amp = inference_precision(precision or cfg.test.precision, self.device)
+        precision = precision or cfg.test.precision
+        torch_runs = runtime == "torch"  # else the graph, exported from fp32 modules
+        self.amp = inference_precision(precision if torch_runs else "fp32", self.device)
+        compile = cfg.test.compile and torch_runs
         prepare_for_inference(
-            self.model, self.device, cfg.channels_last, self.amp, cfg.test.compile, fold_bn
+            self.model, self.device, cfg.channels_last, self.amp, compile, fold_bn
         )
         self.transform = build_test_transform(cfg.input, cfg.test)  # the evaluator's, exactly
         self.batch_size = batch_size or cfg.test.ims_per_batch
         self.class_names = detector_class_names(cfg, source.get("meta", {}))
+        self.graph = None if torch_runs else _graph(self, runtime, precision)
 
     @overload
     def __call__(self, images: np.ndarray) -> Detections: ...
@@ -101,6 +113,8 @@ class Predictor:
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """One forward pass over `images` (RGB uint8 (H, W, 3) each)."""
+        if self.graph is not None:
+            return [self.graph(image) for image in images]
         for image in images:
             check_image(image)
         resized, scales = zip(*(self.transform.resize(image) for image in images))
@@ -122,6 +136,21 @@ def _load(cfg: Config, files: list[str]) -> tuple[FasterRCNN | DetectorEnsemble,
     if not files:
         return build_model(cfg), {}
     return load_detectors(cfg, files[0] if len(files) == 1 else files)
+
+
+def check_runtime(runtime: str, device: torch.device) -> None:
+    """UserError unless ``runtime`` is one of RUNTIMES, on a device it runs on."""
+    if runtime not in RUNTIMES:
+        raise UserError(f"runtime {runtime!r} is not known; expected one of {list(RUNTIMES)}")
+    if runtime != "torch" and device.type != "cpu":
+        raise UserError(f"runtime {runtime!r} runs on the CPU, not on {device}")
+
+
+def _graph(predictor: Predictor, runtime: str, precision: str) -> GraphPredictor:
+    """The predictor's detector exported and run by ``runtime`` (`export.runtime_predictor`)."""
+    from detection.export import runtime_predictor
+
+    return runtime_predictor(predictor, runtime, precision)
 
 
 def check_image(image: object) -> None:

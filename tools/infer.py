@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detection.config import load_config
+from detection.config import RUNTIMES, load_config
 from engine.errors import UserError
 from tools.arguments import add_config_arguments, add_trust_weights_argument, fraction, trusted
 
@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "keeps everything above test.score_thresh, 0.05 by default)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: config)")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (default), or the detector exported as one graph and run on the CPU by "
+        "openvino (test.precision fp32 or bf16) or onnxruntime (fp32); needs the export extra",
+    )
     add_trust_weights_argument(parser)
 
 
@@ -48,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(Path(args.input))
     out = output_folder(args.output, "--output")  # before the model is loaded
     check_not_an_input(out, paths)
-    predictor = Predictor(cfg, args.weights, device=args.device or cfg.device)
+    device = args.device or ("cpu" if args.runtime != "torch" else cfg.device)
+    predictor = Predictor(cfg, args.weights, device=device, runtime=args.runtime)
     names = predictor.class_names
     progress = Progress(len(paths), "infer", every_seconds=10.0)
     for path in paths:

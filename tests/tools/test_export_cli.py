@@ -53,3 +53,22 @@ def test_one_line_errors(trained: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert export(trained, tmp_path / "m.onnx", "--opset", "9") == 2
     assert capsys.readouterr().err == "resdet export: error: --opset 9: expected 16..20\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_openvino_format_writes_the_ir(
+    trained: Path, raccoon_photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detection.openvino_runtime import OpenvinoPredictor
+
+    out = tmp_path / "ir" / "model.xml"
+    assert export(trained, out, "--format", "openvino") == 0
+    message = f"wrote {out} and its .bin (OpenVINO IR from ONNX opset 20)"
+    assert capsys.readouterr().out.strip() == message
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.bin", "model.xml"]
+    cfg = load_config(trained / "config.yaml")
+    ov, ours = OpenvinoPredictor(out, cfg.input), Predictor(cfg, str(trained / "model_final.pth"))
+    image = decode_image(str(raccoon_photos / "images" / "raccoon-110.jpg"))
+    a, b = ov(image), ours(image)
+    assert len(a) == len(b) > 0
+    torch.testing.assert_close(a.boxes, b.boxes, atol=0.01, rtol=0)
+    torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -74,3 +75,23 @@ def test_a_full_disk_while_drawing_is_one_line(
     err = one_line(capsys)
     assert err.startswith(f"resdet infer: error: {out / '000001.jpg'}: cannot write (No space")
     assert not list(out.iterdir())  # no image claimed, no temporary file left
+
+
+def test_the_exported_graph_runtime_lists_the_torch_detections(
+    trained: Path, shapes_voc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--runtime reaches the Predictor (onnxruntime here: the cheapest export; OpenVINO's
+    detections are tests/detection/test_openvino_runtime.py's)."""
+    image = shapes_voc / "JPEGImages" / "000001.jpg"
+    listed = []
+    for runtime in ("torch", "onnxruntime"):
+        assert infer(trained, image, tmp_path / runtime, "--runtime", runtime) == 0
+        listed.append(json.loads((tmp_path / runtime / "000001.json").read_text())["detections"])
+    torch_dets, graph_dets = listed
+    assert [d["class"] for d in graph_dets] == [d["class"] for d in torch_dets]
+    for ours, theirs in zip(torch_dets, graph_dets):
+        assert max(abs(a - b) for a, b in zip(ours["box"], theirs["box"])) <= 0.02
+        assert abs(ours["score"] - theirs["score"]) <= 1e-4
+    with pytest.raises(SystemExit):
+        infer(trained, image, tmp_path / "x", "--runtime", "tensorrt")
+    assert "--runtime: invalid choice: 'tensorrt'" in capsys.readouterr().err
