@@ -9,6 +9,15 @@ step is forward with the four losses, backward and the optimiser update.
 
     python benchmarks/train_step.py                         # 2 images of 800x1056, 3 steps
     python benchmarks/train_step.py --write-docs            # also update docs/PERFORMANCE.md
+
+Boxes (``--boxes``): ``random`` (3 per image, 32 px and up; the default), ``fixed`` (the same
+three per image: [100,120,400,500], [500,300,900,700], [50,50,200,150]) or ``data`` (the
+ground truth of real annotation files: ``--boxes-from CONFIG``, whose ``data.train`` is read
+by the project's own readers; e.g. configs/mini/_bccd_detector.yaml, ~13 small cells per
+image, or the raccoon config, one large box). Each step draws its images' boxes from the
+records in turn, scaled from the annotated image size to the network size, so the spread
+over ``--repeats`` covers the data's layouts. Times are reported as median and
+interquartile range.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +46,22 @@ SECTION = "## Training step"
 Step = Callable[[], float]  # one step; returns the loss
 
 
+FIXED_BOXES = [
+    [100.0, 120.0, 400.0, 500.0],
+    [500.0, 300.0, 900.0, 700.0],
+    [50.0, 50.0, 200.0, 150.0],
+]
+Boxes = list[tuple[Tensor, Tensor]]  # per image: (G, 4) xyxy network pixels, (G,) labels 1..90
+
+
+@dataclass
+class Steps:
+    """The timed steps by name, and which box layout (an index) they train on now."""
+
+    runs: dict[str, Step]
+    index: list[int]
+
+
 def batch(n: int, h: int, w: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """n images (n, 3, h, w) in 0..1, and per image 3 boxes (3, 4) xyxy and labels (3,) 1..90."""
     g = torch.Generator().manual_seed(0)
@@ -45,6 +71,28 @@ def batch(n: int, h: int, w: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     boxes = torch.cat([corners, corners + sizes], dim=2)
     labels = torch.randint(1, 91, (n, 3), generator=g)
     return images, list(boxes), list(labels)
+
+
+def fixed_boxes(n: int) -> Boxes:
+    """The same three boxes on every image (an independent probe's layout)."""
+    return [(torch.tensor(FIXED_BOXES), torch.tensor([1, 2, 3])) for _ in range(n)]
+
+
+def data_boxes(config: str, n: int, h: int, w: int, index: int) -> Boxes:
+    """The ground truth of records ``index * n ..`` of ``config``'s training data (cycling),
+    scaled to ``h x w``; labels shifted to 1.. (torchvision's background is 0)."""
+    from detection.data.build import load_dataset_records, resolve_class_names
+
+    cfg = load_config(config)
+    records = [r for r in load_dataset_records(cfg.data.train, resolve_class_names(cfg),
+                                               "data.train") if len(r.boxes)]  # fmt: skip
+    out: Boxes = []
+    for k in range(n):
+        record = records[(index * n + k) % len(records)]
+        scale = torch.tensor([w / record.width, h / record.height] * 2)
+        boxes = torch.as_tensor(record.boxes, dtype=torch.float32) * scale
+        out.append((boxes, torch.as_tensor(record.labels, dtype=torch.int64) % 90 + 1))
+    return out
 
 
 def sgd(model: nn.Module) -> torch.optim.Optimizer:
@@ -67,34 +115,39 @@ def step_fn(forward: Callable[[], dict[str, Tensor]], model: nn.Module, amp: str
     return step
 
 
-def steps(n: int, h: int, w: int, bf16: bool) -> dict[str, Step]:
-    """The models to time: ours and torchvision's, fp32 and (if ``bf16``) bf16 autocast."""
+def steps(n: int, h: int, w: int, bf16: bool, layouts: list[Boxes | None]) -> Steps:
+    """The models to time: ours and torchvision's, fp32 and (if ``bf16``) bf16 autocast, built
+    once; step ``i`` of each trains on ``layouts[i]``'s boxes (None: `batch`'s random ones)."""
     images, boxes, labels = batch(n, h, w)
+    per_step = [
+        (boxes, labels) if lay is None else ([b for b, _ in lay], [lab for _, lab in lay])
+        for lay in layouts
+    ]
     cfg = load_config(CONFIG)
     mean = torch.tensor(cfg.input.pixel_mean).view(1, 3, 1, 1) / 255
     std = torch.tensor(cfg.input.pixel_std).view(1, 3, 1, 1) / 255
     ours_batch = ImageBatch((images - mean) / std, [(h, w)] * n, [(h, w)] * n,
                             [(1.0, 1.0)] * n, [False] * n, list(range(n)))  # fmt: skip
-    targets = [Targets(b, lab - 1, torch.zeros(len(b), dtype=torch.bool))
-               for b, lab in zip(boxes, labels)]  # fmt: skip
-    tv_targets = [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]
-    runs: dict[str, Step] = {}
+    targets = [[Targets(b, lab - 1, torch.zeros(len(b), dtype=torch.bool))
+                for b, lab in zip(*step)] for step in per_step]  # fmt: skip
+    tv_targets = [[{"boxes": b, "labels": lab} for b, lab in zip(*step)] for step in per_step]
+    now = Steps({}, [0])
     for amp in ["fp32", "bf16"] if bf16 else ["fp32"]:
         tv = random_torchvision_model("cpu").train()
-        ours = build_model(cfg, load_backbone_weights=False)
-        load_detector_weights(ours, {"model": from_torchvision_detector(tv.state_dict())})
-        ours = prepare_model(ours.train(), torch.device("cpu"), cfg.channels_last)
+        fresh = build_model(cfg, load_backbone_weights=False)
+        load_detector_weights(fresh, {"model": from_torchvision_detector(tv.state_dict())})
+        ours = prepare_model(fresh.train(), torch.device("cpu"), cfg.channels_last)
         dtype = None if amp == "fp32" else amp
 
         def ours_forward(m: nn.Module = ours) -> dict[str, Tensor]:
-            return dict(m(ours_batch, targets).losses)
+            return dict(m(ours_batch, targets[now.index[0]]).losses)
 
         def tv_forward(m: nn.Module = tv) -> dict[str, Tensor]:
-            return dict(m(list(images), tv_targets))
+            return dict(m(list(images), tv_targets[now.index[0]]))
 
-        runs[f"ours {amp}"] = step_fn(ours_forward, ours, dtype)
-        runs[f"torchvision {amp}"] = step_fn(tv_forward, tv, dtype)
-    return runs
+        now.runs[f"ours {amp}"] = step_fn(ours_forward, ours, dtype)
+        now.runs[f"torchvision {amp}"] = step_fn(tv_forward, tv, dtype)
+    return now
 
 
 def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
@@ -113,15 +166,34 @@ def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
         f"frozen; {args.repeats} alternating steps each after one warm-up; seconds as median "
         "(best)).",
         "",
-        "| model | precision | s / step, median (best) | speed-up vs torchvision fp32 |",
-        "| --- | --- | ---: | ---: |",
+        f"Boxes: {args.boxes}" + (f" from {args.boxes_from}" if args.boxes == "data" else "") + ".",
+        "",
+        "| model | precision | s / step, median (best) | IQR | speed-up vs torchvision fp32 |",
+        "| --- | --- | ---: | ---: | ---: |",
     ]
     for name, values in times.items():
         who, precision = name.split()
         med, best = statistics.median(values), min(values)
-        lines.append(f"| {who} | {precision} | {med:.2f} ({best:.2f}) "
+        lines.append(f"| {who} | {precision} | {med:.2f} ({best:.2f}) | {iqr(values)} "
                      f"| {tv[0] / med:.2f}x ({tv[1] / best:.2f}x) |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def iqr(values: list[float]) -> str:
+    """``q1-q3`` of the values (— for fewer than 4)."""
+    if len(values) < 4:
+        return "—"
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.2f}-{q3:.2f}"
+
+
+def layouts(args: argparse.Namespace, h: int, w: int) -> list[Boxes | None]:
+    """One box layout per timed step (None: the random boxes of `batch`)."""
+    if args.boxes == "fixed":
+        return [fixed_boxes(args.batch)] * args.repeats
+    if args.boxes == "data":
+        return [data_boxes(args.boxes_from, args.batch, h, w, i) for i in range(args.repeats)]
+    return [None] * args.repeats
 
 
 NOTES = """
@@ -141,15 +213,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-bf16", action="store_true", help="fp32 only")
     parser.add_argument("--write-docs", action="store_true", help="update docs/PERFORMANCE.md")
+    parser.add_argument("--boxes", choices=("random", "fixed", "data"), default="random")
+    parser.add_argument("--boxes-from", metavar="CONFIG", help="--boxes data: its data.train")
     args = parser.parse_args()
+    if args.boxes == "data" and not args.boxes_from:
+        parser.error("--boxes data needs --boxes-from CONFIG")
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
-    runs = steps(args.batch, h, w, bf16=cpu_has_native_bf16() and not args.no_bf16)
-    for run in runs.values():
-        run()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, run in runs.items():
+    bf16 = cpu_has_native_bf16() and not args.no_bf16
+    timed_steps = steps(args.batch, h, w, bf16, layouts(args, h, w))
+    for run in timed_steps.runs.values():
+        run()  # warm-up, on the first layout
+    times: dict[str, list[float]] = {name: [] for name in timed_steps.runs}
+    for i in range(args.repeats):
+        timed_steps.index[0] = i
+        for name, run in timed_steps.runs.items():
             times[name].append(timed(run, "cpu"))
             print(f"{name}: {times[name][-1]:.2f} s", flush=True)
     table = markdown(times, args)
