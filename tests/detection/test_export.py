@@ -36,15 +36,21 @@ def small_config() -> Config:
     return cfg
 
 
-@pytest.fixture(scope="module")
-def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+def small_detector_weights(folder: Path) -> Path:
+    """``folder/model.pth``: an untrained `small_config` detector (seed 0) whose class scores
+    are peaked, so the 0.05 score threshold keeps some detections."""
     torch.manual_seed(0)
     model = build_model(small_config(), load_backbone_weights=False)
-    with torch.no_grad():  # peaked class scores, so the 0.05 threshold keeps some
+    with torch.no_grad():
         model.roi_heads.predictor.cls_score.weight.mul_(100)
-    path = tmp_path_factory.mktemp("export") / "model.pth"
+    path = folder / "model.pth"
     torch.save({"model": model.state_dict()}, path)
-    return Predictor(small_config(), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    return Predictor(small_config(), str(small_detector_weights(tmp_path_factory.mktemp("export"))))
 
 
 def assert_same_detections(onnx: Detections, ours: Detections) -> None:

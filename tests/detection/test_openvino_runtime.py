@@ -6,12 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from test_export import assert_same_detections, small_config
+from test_export import assert_same_detections, small_config, small_detector_weights
 from torchvision.ops import box_iou
 
 from detection import openvino_runtime
-from detection.modeling.build import build_model
 from detection.predictor import Predictor
 from engine.amp import cpu_has_native_bf16
 from engine.errors import UserError
@@ -22,13 +20,7 @@ PHOTOS = ("raccoon-110.jpg", "raccoon-150.jpg")  # portrait and landscape
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(small_config(), load_backbone_weights=False)
-    with torch.no_grad():  # peaked class scores, so the 0.05 threshold keeps some
-        model.roi_heads.predictor.cls_score.weight.mul_(100)
-    path = tmp_path_factory.mktemp("openvino") / "model.pth"
-    torch.save({"model": model.state_dict()}, path)
-    return path
+    return small_detector_weights(tmp_path_factory.mktemp("openvino"))
 
 
 @pytest.fixture(scope="module")
