@@ -38,7 +38,7 @@ from benchmarks.detector_speed import write_section as write_doc_section
 from detection.config import load_config
 from detection.modeling.build import build_model, load_detector_weights
 from detection.modeling.convert import from_torchvision_detector
-from detection.structures import ImageBatch, Targets
+from detection.structures import ImageBatch, ImageRecord, Targets
 from engine.amp import autocast, cpu_has_native_bf16
 from engine.device import prepare_model
 
@@ -78,14 +78,18 @@ def fixed_boxes(n: int) -> Boxes:
     return [(torch.tensor(FIXED_BOXES), torch.tensor([1, 2, 3])) for _ in range(n)]
 
 
-def data_boxes(config: str, n: int, h: int, w: int, index: int) -> Boxes:
-    """The ground truth of records ``index * n ..`` of ``config``'s training data (cycling),
-    scaled to ``h x w``; labels shifted to 1.. (torchvision's background is 0)."""
+def annotated_records(config: str) -> list[ImageRecord]:
+    """The records of ``config``'s training data that hold at least one box."""
     from detection.data.build import load_dataset_records, resolve_class_names
 
     cfg = load_config(config)
-    records = [r for r in load_dataset_records(cfg.data.train, resolve_class_names(cfg),
-                                               "data.train") if len(r.boxes)]  # fmt: skip
+    records = load_dataset_records(cfg.data.train, resolve_class_names(cfg), "data.train")
+    return [r for r in records if len(r.boxes)]
+
+
+def data_boxes(records: list[ImageRecord], n: int, h: int, w: int, index: int) -> Boxes:
+    """The ground truth of ``records[index * n ..]`` (cycling), scaled to ``h x w``; labels
+    shifted to 1.. (torchvision's background is 0)."""
     out: Boxes = []
     for k in range(n):
         record = records[(index * n + k) % len(records)]
@@ -192,7 +196,8 @@ def layouts(args: argparse.Namespace, h: int, w: int) -> list[Boxes | None]:
     if args.boxes == "fixed":
         return [fixed_boxes(args.batch)] * args.repeats
     if args.boxes == "data":
-        return [data_boxes(args.boxes_from, args.batch, h, w, i) for i in range(args.repeats)]
+        records = annotated_records(args.boxes_from)  # read once for every step
+        return [data_boxes(records, args.batch, h, w, i) for i in range(args.repeats)]
     return [None] * args.repeats
 
 
