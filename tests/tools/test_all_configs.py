@@ -18,6 +18,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MINI_DETECTION = [
     CONFIGS / "mini/_raccoon_detector.yaml",
     CONFIGS / "mini/_bccd_detector.yaml",
+    CONFIGS / "mini/_tinyimagenet_detector.yaml",
+    CONFIGS / "mini/_raccoon_tinyimagenet_detector.yaml",
     *(CONFIGS / "mini").glob("faster_rcnn_*"),
 ]
 DETECTION = sorted([*(CONFIGS / "detection").glob("*.yaml"), *MINI_DETECTION])
