@@ -31,6 +31,7 @@ from detection.modeling.build import build_ensemble, build_model, load_detector_
 from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
 from detection.structures import Detections, ImageBatch
+from engine import threads
 from engine.amp import autocast, cast_for_autocast, resolve_amp
 from engine.device import prepare_model
 from engine.errors import UserError
@@ -115,6 +116,7 @@ def compile_trunks(model: nn.Module) -> None:
 def detect(model: nn.Module, images: ImageBatch, amp: str | None) -> list[Detections]:
     """``model``'s detections of ``images`` (on the model's device), in network-input
     pixels, under autocast for ``amp`` (:func:`inference_precision`; None: none)."""
+    threads.adjust()
     with autocast(images.tensor.device.type, amp):
         detections = model(images, detect=True).detections
     return detections or []

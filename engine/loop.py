@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from engine import distributed as dist
+from engine import threads
 from engine.amp import autocast
 from engine.checkpoint import Checkpointer, list_checkpoints
 from engine.errors import RunStopped, UserError
@@ -169,6 +170,7 @@ class _Run:
     ) -> tuple[dict[str, Any] | None, bool]:
         """Fetch, step and log one iteration; returns the metrics line (if one was written)
         and whether every rank agrees to stop."""
+        threads.adjust()
         start = time.perf_counter()
         batch = next(data)
         data_time = time.perf_counter() - start

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from engine import threads
 from engine.errors import RunStopped, UserError
 from tools.arguments import is_main_process
 
@@ -46,6 +47,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("tools.report", "write one self-contained HTML report of a detection run"),
 }
 
+
+# the commands that compute: their loops choose the thread count from the load (engine.threads)
+FOLLOW_LOAD = ("train", "pretrain", "eval", "infer")
 
 READER_GONE = 141  # exit code when stdout's reader closed it: 128 + SIGPIPE, as shells report
 
@@ -127,6 +131,8 @@ def _main(argv: list[str]) -> int:
         return 2
     _show_library_messages()
     module = _load(args.command)
+    if args.command in FOLLOW_LOAD:
+        threads.follow_load()
     try:
         return int(module.run(args) or 0)
     except UserError as exc:

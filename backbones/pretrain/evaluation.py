@@ -19,6 +19,7 @@ from backbones.pretrain.data import EvalDataset, collate_eval
 from backbones.pretrain.readers import ClassificationData
 from backbones.pretrain.transforms import ViewTransform
 from engine import distributed as dist
+from engine import threads
 from engine.amp import autocast
 from engine.metrics import Progress
 from engine.stops import StopSafeLoader
@@ -98,6 +99,7 @@ def evaluate(
             for batch in loader:
                 counts[3] += len(batch.bad)
                 if batch.views:
+                    threads.adjust()
                     scores = score_views(net, batch.views, device)
                     counts[:2] += count_topk_wrong(scores, batch.labels.to(device))
                     counts[2] += len(batch.labels)
