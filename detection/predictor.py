@@ -75,6 +75,7 @@ class Predictor:
         self.cfg = cfg
         files = [weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])
         self.model, source = _load(cfg, [str(w) for w in files])
+        self.iteration = int(source.get("iteration", 0))  # of the (first) weights file
         precision = precision or cfg.test.precision
         torch_runs = runtime == "torch"  # else the graph, exported from fp32 modules
         self.amp = inference_precision(precision if torch_runs else "fp32", self.device)

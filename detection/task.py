@@ -12,10 +12,11 @@ and ``voc_results/comp4_det_<split>_<class>.txt``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -24,6 +25,7 @@ from detection.data.build import (
     EvalSplit,
     build_detection_test_loader,
     build_detection_train_loader,
+    existing_images,
     load_test_split,
     resolve_class_names,
 )
@@ -45,11 +47,12 @@ from detection.inference import (
 from detection.modeling.build import build_model
 from detection.modeling.ensemble import DetectorEnsemble
 from detection.modeling.faster_rcnn import FasterRCNN
-from detection.structures import DetectionBatch, ImageRecord
+from detection.structures import DetectionBatch, Detections, ImageRecord
 from engine import distributed as dist
 from engine.checkpoint import list_checkpoints
 from engine.device import prepare_model
 from engine.errors import UserError
+from engine.images import decode_image
 from engine.io import atomic_torch_save, atomic_write_json
 from engine.metrics import Progress
 from engine.run import evaluate_checkpoint, run_training
@@ -67,6 +70,23 @@ def input_spec(inp: InputConfig) -> InputSpec:
     return InputSpec.make(inp.format, inp.pixel_mean, inp.pixel_std, size)
 
 
+class ExportedDetector(nn.Module):
+    """An exported detector run by another runtime, in the place of the model an evaluation
+    scores (`DetectionTask.evaluate`).
+
+    Args:
+        graph: RGB uint8 (H, W, 3) image -> Detections in original pixels
+            (`detection.export.GraphPredictor`).
+    """
+
+    def __init__(self, graph: Callable[[np.ndarray], Detections]) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def forward(self, image: np.ndarray) -> Detections:
+        return self.graph(image)
+
+
 class DetectionTask:
     """Faster R-CNN training and evaluation for ``engine.run`` (see its Task protocol).
 
@@ -75,11 +95,20 @@ class DetectionTask:
         member_configs: for an ensemble, weights file -> the config its member is built
             from (checked with ``check_member_config``); a file not named here is built
             from ``cfg``.
+        runtime: what runs the detector in an evaluation: "torch", or its exported graph
+            run by "openvino" / "onnxruntime" (`detection.predictor.Predictor`'s runtimes;
+            one weights file, on the CPU).
     """
 
-    def __init__(self, cfg: Config, member_configs: Mapping[str, Config] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        member_configs: Mapping[str, Config] | None = None,
+        runtime: str = "torch",
+    ) -> None:
         self.cfg = cfg
         self.member_configs = dict(member_configs or {})
+        self.runtime = runtime
         self.amp: str | None = None  # evaluation autocast: test.precision, resolved once
         self.test_split: EvalSplit | None = None  # read by preflight, for the next evaluation
 
@@ -108,13 +137,29 @@ class DetectionTask:
         self, weights: str | list[str], device: torch.device
     ) -> tuple[nn.Module, int]:
         """One detector from a weights file, or an ensemble of a list's (even of one), ready
-        for inference at ``test.precision`` (resolved here, once)."""
+        for inference at ``test.precision`` (resolved here, once); with another runtime,
+        the detector exported and run by it (`ExportedDetector`)."""
+        if self.runtime != "torch":
+            return self.exported_for_eval(weights, device)
         model, source = load_detectors(self.cfg, weights, self.member_configs)
         self.amp = inference_precision(self.cfg.test.precision, device)
         ready = prepare_for_inference(
             model, device, self.cfg.channels_last, self.amp, self.cfg.test.compile
         )
         return ready, int(source.get("iteration", 0))
+
+    def exported_for_eval(
+        self, weights: str | list[str], device: torch.device
+    ) -> tuple[nn.Module, int]:
+        """The Predictor's graph of one weights file, run by ``self.runtime``."""
+        from detection.predictor import Predictor, check_runtime
+
+        check_runtime(self.runtime, device)
+        if not isinstance(weights, str) or self.member_configs:
+            raise UserError(f"--runtime {self.runtime} evaluates one detector, not an ensemble")
+        predictor = Predictor(self.cfg, weights, device="cpu", runtime=self.runtime)
+        assert predictor.graph is not None
+        return ExportedDetector(predictor.graph), predictor.iteration
 
     def train_batches(self, batch_size: int, start_iter: int) -> Any:
         return build_detection_train_loader(self.cfg, batch_size, start_iter)
@@ -128,9 +173,11 @@ class DetectionTask:
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
         """Score ``model`` on the test split: preflight's reading if no evaluation used it
         yet, else a fresh one (annotations parsed once per evaluation)."""
-        assert isinstance(model, (FasterRCNN, DetectorEnsemble))
         split, self.test_split = self.test_split or load_test_split(self.cfg), None
         out = Path(self.cfg.output_dir)
+        if isinstance(model, ExportedDetector):
+            return evaluate_graph(model.graph, self.cfg, split, out)
+        assert isinstance(model, (FasterRCNN, DetectorEnsemble))
         return evaluate_detector(model, self.cfg, split, device, self.amp, out)
 
     def headline(self, results: dict[str, Any]) -> dict[str, float]:
@@ -184,11 +231,14 @@ def check_norm_can_train(cfg: Config, resume: bool) -> None:
 
 
 def evaluate_weights(
-    cfg: Config, weights: str | list[str], member_configs: Mapping[str, Config] | None = None
+    cfg: Config,
+    weights: str | list[str],
+    member_configs: Mapping[str, Config] | None = None,
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """`resdet eval`: score a detector checkpoint (or the ensemble of a list of them, see
-    `DetectionTask`) on ``data.test``; rank 0 writes the files."""
-    return evaluate_checkpoint(DetectionTask(cfg, member_configs), weights)
+    `DetectionTask`) on ``data.test``, run by ``runtime``; rank 0 writes the files."""
+    return evaluate_checkpoint(DetectionTask(cfg, member_configs, runtime), weights)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -248,19 +298,58 @@ def evaluate_detector(
     (and writes the result files when ``out`` is given). Returns {metric: results}.
     """
     loader, records, _ = build_detection_test_loader(cfg, split)
-    evaluators = build_evaluators(cfg, split, out if dist.is_main() else None, records)
+
+    def detections() -> Iterator[tuple[list[ImageRecord], list[Detections]]]:
+        for batch in loader:
+            found = detect(model, batch.images.to(device), amp)
+            yield batch.records, postprocess_detections([d.to("cpu") for d in found], batch.images)
+
     was_training = model.training
     model.eval()
+    try:
+        return score_detections(cfg, split, records, loader.num_images, detections(), out)
+    finally:
+        model.train(was_training)
+
+
+def evaluate_graph(
+    graph: Callable[[np.ndarray], Detections], cfg: Config, split: EvalSplit, out: Path | None
+) -> dict[str, Any]:
+    """`evaluate_detector` for an exported graph run by another runtime (``resdet eval
+    --runtime``; `detection.export.GraphPredictor`): each test image decoded whole and given
+    to ``graph``, which resizes it as the Predictor does; one process."""
+    if dist.get_world_size() > 1:
+        raise UserError("resdet eval --runtime other than torch runs in one process, not under "
+                        "torchrun")  # fmt: skip
+    records = existing_images(split.records, cfg.data.skip_bad_images, "data.test")
+
+    def detections() -> Iterator[tuple[list[ImageRecord], list[Detections]]]:
+        for record in records:
+            yield [record], [graph(decode_image(record.path))]
+
+    return score_detections(cfg, split, records, len(records), detections(), out)
+
+
+def score_detections(
+    cfg: Config,
+    split: EvalSplit,
+    records: list[ImageRecord],
+    num_images: int,
+    detections: Iterable[tuple[list[ImageRecord], list[Detections]]],
+    out: Path | None,
+) -> dict[str, Any]:
+    """Every configured metric over ``detections`` (pairs of records and their detections in
+    original pixels; this rank's share of ``records``); rank 0 alone returns the metrics and
+    writes the result files to ``out`` (if given). ``inference_seconds``: the time taken to
+    produce the detections and feed the evaluators."""
+    evaluators = build_evaluators(cfg, split, out if dist.is_main() else None, records)
     start = time.perf_counter()
-    progress = Progress(loader.num_images, "eval", enabled=dist.is_main())
-    for batch in loader:
-        detections = detect(model, batch.images.to(device), amp)
-        detections = postprocess_detections([d.to("cpu") for d in detections], batch.images)
+    progress = Progress(num_images, "eval", enabled=dist.is_main())
+    for batch_records, found in detections:
         for evaluator in evaluators.values():
-            evaluator.process(batch.records, detections)
-        progress.update(len(batch.records))
+            evaluator.process(batch_records, found)
+        progress.update(len(batch_records))
     progress.close()
-    model.train(was_training)
     seconds = time.perf_counter() - start
     results = {name: evaluator.evaluate() for name, evaluator in evaluators.items()}
     if not dist.is_main():

@@ -47,6 +47,19 @@ def add_resume_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: what runs a detector (`resdet infer`, `resdet eval`)."""
+    from detection.config import RUNTIMES
+
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="torch (default), or the detector exported as one graph and run on the CPU by "
+        "openvino (test.precision fp32 or bf16) or onnxruntime (fp32); needs the export extra",
+    )
+
+
 def add_trust_weights_argument(parser: argparse.ArgumentParser) -> None:
     """``--trust-weights``: the only way to let a weights file be unpickled fully (it sets the
     config's ``trust_weights``, which no config file and no ``--set`` can)."""

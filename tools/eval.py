@@ -29,6 +29,7 @@ from engine.errors import UserError
 from engine.io import is_json_number
 from tools.arguments import (
     add_config_arguments,
+    add_runtime_argument,
     add_trust_weights_argument,
     config_path,
     is_main_process,
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an ensemble member built from its own CONFIG (another architecture, say; --set "
         "applies to it too)",
     )  # fmt: skip
+    add_runtime_argument(parser)
     add_trust_weights_argument(parser)
 
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.members:
         raise UserError("resdet eval needs --weights FILE (or --member CONFIG=WEIGHTS)")
     cfg = trusted(load_config(args.config, args.overrides), args)
+    if args.runtime != "torch":  # the exported graph runs on the CPU
+        cfg.device = "cpu"
     configs = {}
     for path, weights in args.members:
         if path is not None:
@@ -74,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     single = len(args.members) == 1 and not configs
     weights = args.members[0][1] if single else [w for _, w in args.members]
     asked = cfg.output_dir
-    results = evaluate_weights(cfg, weights, configs)  # may move cfg.output_dir (kept results)
+    # may move cfg.output_dir (kept results)
+    results = evaluate_weights(cfg, weights, configs, args.runtime)
     if is_main_process():
         print(render(results, headline(results)))
         kept = f" ({asked} holds earlier results: kept)" if cfg.output_dir != asked else ""

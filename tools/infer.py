@@ -14,9 +14,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detection.config import RUNTIMES, load_config
+from detection.config import load_config
 from engine.errors import UserError
-from tools.arguments import add_config_arguments, add_trust_weights_argument, fraction, trusted
+from tools.arguments import (
+    add_config_arguments,
+    add_runtime_argument,
+    add_trust_weights_argument,
+    fraction,
+    trusted,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -34,13 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "keeps everything above test.score_thresh, 0.05 by default)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: config)")
-    parser.add_argument(
-        "--runtime",
-        choices=RUNTIMES,
-        default="torch",
-        help="torch (default), or the detector exported as one graph and run on the CPU by "
-        "openvino (test.precision fp32 or bf16) or onnxruntime (fp32); needs the export extra",
-    )
+    add_runtime_argument(parser)
     add_trust_weights_argument(parser)
 
 

@@ -184,7 +184,7 @@ def build_detection_train_loader(
     records = load_dataset_records(cfg.data.train, class_names, "data.train")
     if not cfg.data.train.include_empty:
         records = [r for r in records if (~r.ignore).any()]
-    records = _drop_missing_images(records, cfg.data.skip_bad_images, "data.train")
+    records = existing_images(records, cfg.data.skip_bad_images, "data.train")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     groups = aspect_groups(records) if cfg.data.aspect_ratio_grouping else None
     batch_sampler = ResumableBatchSampler(
@@ -220,7 +220,7 @@ def build_detection_test_loader(
     """
     split = split or load_test_split(cfg)
     class_names = _check_num_classes(cfg, split.class_names)
-    records = _drop_missing_images(split.records, cfg.data.skip_bad_images, "data.test")
+    records = existing_images(split.records, cfg.data.skip_bad_images, "data.test")
     sampler = InferenceSampler(len(records), dist.get_rank(), dist.get_world_size())
     loader = StopSafeLoader(
         DetectionDataset(records, build_test_transform(cfg.input, cfg.test)),
@@ -252,10 +252,11 @@ def _check_num_classes(cfg: Config, class_names: list[str]) -> list[str]:
     return class_names
 
 
-def _drop_missing_images(
+def existing_images(
     records: list[ImageRecord], skip_bad_images: bool, section: str
 ) -> list[ImageRecord]:
-    """Check the image files exist: drop missing ones with one warning, or raise."""
+    """Check the image files exist: drop missing ones with one warning (``skip_bad_images``),
+    or raise a UserError naming the first."""
     missing = [r for r in records if not os.path.isfile(r.path)]
     if not missing:
         if not records:

@@ -110,3 +110,31 @@ def test_eval_into_a_folder_a_run_is_training_in_is_refused(
     assert err.count("\n") == 1
     assert sorted(p.name for p in run.iterdir()) == before
     assert (run / ".lock").read_text() == lock
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_eval_with_an_exported_runtime_gives_the_torch_results(
+    trained: Path, tmp_path: Path, runtime: str
+) -> None:
+    """`resdet eval --runtime`: the exported graph, run by onnxruntime or OpenVINO (fp32),
+    scores the test split as the eager model does: the same detections in
+    coco_results.json (to 0.01 px and 1e-4 in score) and the same mAP."""
+    pytest.importorskip(runtime)
+    outputs = {}
+    for name in ("torch", runtime):
+        out = tmp_path / name
+        argv = eval_argv(trained, "--runtime", name, "--set", f"output_dir={out}")
+        assert main(argv) == 0
+        outputs[name] = out
+    ours = json.loads((outputs["torch"] / "coco_results.json").read_text())
+    theirs = json.loads((outputs[runtime] / "coco_results.json").read_text())
+    assert len(ours) == len(theirs) > 0
+    key = lambda d: (d["image_id"], d["category_id"], round(d["score"], 3))  # noqa: E731
+    for a, b in zip(sorted(ours, key=key), sorted(theirs, key=key), strict=True):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=0.01)
+    results = {
+        name: json.loads((out / "eval_results.json").read_text()) for name, out in outputs.items()
+    }
+    assert results[runtime]["headline"] == pytest.approx(results["torch"]["headline"], abs=1e-4)
