@@ -3,9 +3,10 @@
     python benchmarks/contention.py [--config configs/detection/quickstart.yaml] \
         [--iters 60] [--rounds 3] [--busy python|matmul]
 
-Runs the real commands as a user would: ``resdet train`` (``--iters`` iterations of the
-config on a generated shapes data set, from He init) and ``resdet eval`` of that model on the
-test split, in four settings, alternating within each round:
+Runs the real commands as a user would, on a generated shapes data set with the backbone
+pretrained as `resdet demo` pretrains it (once, first): ``resdet train`` (``--iters``
+iterations of the config) and ``resdet eval`` of that model on the test split, in four
+settings, alternating within each round:
 
 - **before**: ``OMP_NUM_THREADS`` = the usable cores (torch's own default, what resdet did
   until the thread count followed the load);
@@ -41,6 +42,7 @@ BUSY = {
     "while True: a = (a @ a).clamp_(-1, 1)",
 }
 SKIP = 20  # first iterations left out of the training median
+PRETRAIN = "configs/pretrain/shapes_demo.yaml"
 
 
 def resdet(*args: str, env: dict[str, str]) -> float:
@@ -81,10 +83,14 @@ def main() -> None:
     data = work / "shapes"
     env0 = environment("after", cores)
     resdet("make-dataset", "--format", "voc", "--out", str(data), "--num-images",
-           str(args.images), "--seed", "0", env=env0)  # fmt: skip
+           str(args.images), "--seed", "0", "--crops", env=env0)  # fmt: skip
+    backbone = work / "pretrain"  # as `resdet demo`: the detector starts from these crops
+    resdet("pretrain", "--config", PRETRAIN, "--set", f"output_dir={backbone}",
+           f"data.train.root={data}/crops", f"data.test.root={data}/crops", env=env0)  # fmt: skip
     common = [
         f"data.train.root={data}/VOC2007", f"data.test.root={data}/VOC2007",
-        "model.backbone.weights=", f"solver.max_iter={args.iters}", "log_period=1",
+        f"model.backbone.weights={backbone}/backbone.pth", f"solver.max_iter={args.iters}",
+        "log_period=1",
         "solver.checkpoint_period=0", "test.eval_period=0", "test.metrics=[voc07]",
     ]  # fmt: skip
     train_times: dict[tuple[str, str], list[float]] = {}
