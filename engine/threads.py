@@ -7,8 +7,9 @@ to 5.7 with two threads beside one busy process, and kept 17.7 with one thread
 (docs/PERFORMANCE.md, "Threads that follow the load"). So the commands that compute
 (``train``, ``pretrain``, ``eval``, ``infer``) call :func:`follow_load` once, and the loops
 call :func:`adjust` at every step: every ``period`` seconds it reads the CPU time of the whole
-machine (``/proc/stat``) and of this process, and sets ``torch.set_num_threads`` to the cores
-left over by the *other* processes (rounded: a core counts as taken when others use more
+machine (``/proc/stat``) and of this process and its children (the DataLoader workers, this
+run's own work), and sets ``torch.set_num_threads`` to the cores left over by the *other*
+processes (rounded: a core counts as taken when others use more
 than half of it), at least 1 and at most the cores this process may run on.
 
 The user's choice wins: with ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) in the environment,
@@ -34,20 +35,23 @@ logger = logging.getLogger(__name__)
 
 USER_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PROC_STAT = Path("/proc/stat")
+PROC = Path("/proc")
 
 
 @dataclass(frozen=True)
 class CpuTimes:
-    """Seconds of CPU used so far: by the whole machine (all cores) and by this process."""
+    """Seconds of CPU used so far: by the whole machine (all cores) and by this process's
+    family (``own``: pid -> seconds of this process and of each of its children, e.g. the
+    DataLoader workers, which are this run's work, not another process's)."""
 
     machine: float
-    own: float
+    own: dict[int, float]
     wall: float
 
 
-def read_cpu_times(stat: Path = PROC_STAT) -> CpuTimes | None:
+def read_cpu_times(stat: Path = PROC_STAT, proc: Path = PROC) -> CpuTimes | None:
     """The machine's busy CPU seconds (``/proc/stat``'s first line: user, nice, system, irq,
-    softirq, steal) and this process's (all its threads); None without ``/proc/stat``."""
+    softirq, steal) and this process family's; None without ``/proc/stat``."""
     try:
         fields = stat.read_text().split("\n", 1)[0].split()
     except OSError:
@@ -57,19 +61,40 @@ def read_cpu_times(stat: Path = PROC_STAT) -> CpuTimes | None:
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
     ticks = os.sysconf("SC_CLK_TCK")
     busy = (user + nice + system + irq + softirq + steal) / ticks
-    return CpuTimes(machine=busy, own=time.process_time(), wall=time.monotonic())
+    own = {os.getpid(): time.process_time(), **children_cpu(os.getpid(), proc, ticks)}
+    return CpuTimes(machine=busy, own=own, wall=time.monotonic())
+
+
+def children_cpu(parent: int, proc: Path = PROC, ticks: int = 100) -> dict[int, float]:
+    """pid -> CPU seconds (user + system) of each live child of ``parent`` (``/proc/<pid>/stat``:
+    field 4 the parent, 14 and 15 the times in clock ticks)."""
+    out: dict[int, float] = {}
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        fields = text.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+        if len(fields) > 12 and int(fields[1]) == parent:
+            out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 def threads_for(before: CpuTimes, after: CpuTimes, cores: int) -> int:
     """Threads to use: the cores not taken by other processes between two readings.
 
-    Others' load in cores = (machine busy - own busy) / wall; a core counts as taken when
-    others use more than half of it. Example: 2 cores, others at 1.0 -> 1 thread; at 0.3 -> 2.
+    Others' load in cores = (machine busy - this family's busy) / wall, where the family is
+    this process and its children (a child that appeared meanwhile counts from 0; one that
+    ended is not counted); a core counts as taken when others use more than half of it.
+    Example: 2 cores, others at 1.0 -> 1 thread; at 0.3 -> 2.
     """
     wall = after.wall - before.wall
     if wall <= 0:
         return cores
-    others = ((after.machine - before.machine) - (after.own - before.own)) / wall
+    own = sum(seconds - before.own.get(pid, 0.0) for pid, seconds in after.own.items())
+    others = ((after.machine - before.machine) - own) / wall
     free = cores - max(0.0, others)
     return max(1, min(cores, int(free + 0.5)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from engine import threads
-from engine.threads import CpuTimes, LoadFollower, read_cpu_times, threads_for
+from engine.threads import CpuTimes, LoadFollower, children_cpu, read_cpu_times, threads_for
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -36,16 +37,40 @@ def write_stat(path: Path, busy_seconds: float, idle_seconds: float = 1000.0) ->
 def test_threads_for_counts_the_cores_others_leave(
     machine: float, own: float, expected: int
 ) -> None:
-    before = CpuTimes(machine=100.0, own=5.0, wall=10.0)
-    after = CpuTimes(machine=100.0 + machine, own=5.0 + own, wall=11.0)
+    before = CpuTimes(machine=100.0, own={1: 5.0}, wall=10.0)
+    after = CpuTimes(machine=100.0 + machine, own={1: 5.0 + own}, wall=11.0)
     assert threads_for(before, after, cores=2) == expected
 
 
 def test_threads_for_on_four_cores_and_a_zero_window() -> None:
-    before = CpuTimes(machine=0.0, own=0.0, wall=0.0)
+    before = CpuTimes(machine=0.0, own={1: 0.0}, wall=0.0)
     # two seconds of wall time; others used 3 core-seconds: 1.5 cores -> 4 - 1.5 = 2.5 -> 3
-    assert threads_for(before, CpuTimes(machine=5.0, own=2.0, wall=2.0), cores=4) == 3
-    assert threads_for(before, CpuTimes(machine=5.0, own=2.0, wall=0.0), cores=4) == 4
+    assert threads_for(before, CpuTimes(machine=5.0, own={1: 2.0}, wall=2.0), cores=4) == 3
+    assert threads_for(before, CpuTimes(machine=5.0, own={1: 2.0}, wall=0.0), cores=4) == 4
+
+
+def test_the_families_children_are_its_own_work() -> None:
+    """A loader worker's CPU is this run's: 2 cores, the main process 1.0 core and its worker
+    (a child that appeared in the window, counted from 0) 0.8 -> nobody else: 2 threads.
+    A child that ended in the window drops out of the sum (its last window counts as others')."""
+    before = CpuTimes(machine=50.0, own={1: 10.0, 7: 3.0}, wall=0.0)
+    after = CpuTimes(machine=51.8, own={1: 11.0, 8: 0.8}, wall=1.0)
+    assert threads_for(before, after, cores=2) == 2
+    alone = CpuTimes(machine=51.8, own={1: 11.0}, wall=1.0)  # the worker's 0.8 is others'
+    assert threads_for(before, alone, cores=2) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux's /proc")
+def test_children_cpu_reads_a_live_child() -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        children = children_cpu(os.getpid(), ticks=HZ)
+        assert spinner.pid in children
+        assert 0.1 < children[spinner.pid] < 5.0
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_read_cpu_times_sums_the_busy_fields(tmp_path: Path) -> None:
@@ -55,6 +80,7 @@ def test_read_cpu_times_sums_the_busy_fields(tmp_path: Path) -> None:
     times = read_cpu_times(stat)
     assert times is not None
     assert times.machine == pytest.approx(10 + 20 + 30 + 50 + 60 + 70)  # no idle, no iowait
+    assert os.getpid() in times.own
     assert read_cpu_times(tmp_path / "absent") is None
     (tmp_path / "odd").write_text("intr 1 2 3\n")
     assert read_cpu_times(tmp_path / "odd") is None
@@ -91,20 +117,21 @@ def test_follow_load_leaves_the_users_setting(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux's /proc/stat")
 def test_a_busy_process_beside_takes_one_thread_away() -> None:
-    """A real busy process (a Python spin loop) on this machine: the follower, on a 2-core
-    view of it, counts that process's core as taken."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """A real busy process (a Python spin loop, not a child of this one) on this machine: the
+    follower, on a 2-core view of it, counts that process's core as taken."""
+    spinner = int(
+        subprocess.run(
+            ["sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
     try:
         time.sleep(0.3)
         before = read_cpu_times()
         time.sleep(1.0)
         after = read_cpu_times()
         assert before is not None and after is not None
-        others = ((after.machine - before.machine) - (after.own - before.own)) / (
-            after.wall - before.wall
-        )
-        assert others > 0.6  # the spinner's core (other work on a shared machine adds)
+        assert spinner not in after.own  # another process's work
         assert threads_for(before, after, cores=2) == 1
     finally:
-        spinner.kill()
-        spinner.wait()
+        os.kill(spinner, signal.SIGKILL)
