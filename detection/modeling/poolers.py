@@ -137,5 +137,8 @@ class ROIPooler(nn.Module):
         out = features[0].new_zeros((rois.shape[0], channels, size, size))
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             index = torch.nonzero(levels == level).squeeze(1)
-            out[index] = self.pool(feature, rois[index], scale).to(out.dtype)
+            pooled = self.pool(feature, rois[index], scale).to(out.dtype)
+            # a scatter, not out[index] = pooled: the ONNX export of that index_put fixes the
+            # update's shape when the example has one RoI on a level, and fails on 0 or 2+
+            out = out.scatter(0, index.view(-1, 1, 1, 1).expand_as(pooled), pooled)
         return out

@@ -131,3 +131,45 @@ def test_training_pools_one_image_per_thread_bit_for_bit(
     assert ours_input.grad is not None and tv_input.grad is not None
     assert torch.equal(ours_input.grad, tv_input.grad)
     assert ours_input.grad[2].abs().sum() == 0  # the image without RoIs
+
+
+class _PoolerGraph(torch.nn.Module):
+    """The FPN pooler with its four maps and one image's boxes as graph inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pooler = ROIPooler(7, [4, 8, 16, 32], "roi_align", sampling_ratio=2)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *features, boxes = inputs
+        return self.pooler(features, [boxes])
+
+
+def test_the_onnx_graph_pools_any_number_of_rois_per_level() -> None:
+    """Exported with one RoI on each of the four levels, the graph must still pool three RoIs
+    on one level and none on the others (the R50-FPN export once failed there in
+    onnxruntime: its index_put fixed the update's shape to one RoI)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import io
+
+    torch.manual_seed(0)
+    model = _PoolerGraph()
+    features = [torch.randn(1, 8, 64 >> k, 64 >> k) for k in range(4)]
+    example = torch.tensor([[0, 0, 20, 20], [0, 0, 120, 120], [0, 0, 230, 230], [0, 0, 460, 460.0]])
+    assert assign_levels(example, 2, 5).tolist() == [0, 1, 2, 3]  # one RoI per level
+    names = ["p2", "p3", "p4", "p5", "boxes"]
+    graph = io.BytesIO()
+    torch.onnx.export(
+        model, (*features, example), graph, dynamo=False, opset_version=20, input_names=names,
+        dynamic_axes={"boxes": {0: "rois"}},
+    )  # fmt: skip
+    session = ort.InferenceSession(graph.getvalue(), providers=["CPUExecutionProvider"])
+    for boxes in (
+        torch.tensor([[0, 0, 20, 20], [0, 0, 30, 30], [1, 1, 25, 25.0]]),  # 3 on P2, 0 elsewhere
+        example[[0, 0, 3]],  # 2 on P2, 0 on P3 and P4, 1 on P5
+    ):
+        feeds = dict(zip(names, (t.numpy() for t in (*features, boxes))))
+        (pooled,) = session.run(None, feeds)
+        expected = model(*features, boxes)
+        torch.testing.assert_close(torch.from_numpy(pooled), expected, rtol=1e-5, atol=1e-5)
