@@ -140,5 +140,5 @@ class ROIPooler(nn.Module):
             pooled = self.pool(feature, rois[index], scale).to(out.dtype)
             # a scatter, not out[index] = pooled: the ONNX export of that index_put fixes the
             # update's shape when the example has one RoI on a level, and fails on 0 or 2+
-            out = out.scatter(0, index.view(-1, 1, 1, 1).expand_as(pooled), pooled)
+            out.scatter_(0, index.view(-1, 1, 1, 1).expand_as(pooled), pooled)
         return out
