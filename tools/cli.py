@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -88,6 +89,17 @@ def _show_library_messages() -> None:
             package.addHandler(handler)
 
 
+def _one_line_warnings(command: str) -> None:
+    """Warnings on stderr as ``resdet <command>: warning: <message>`` (one line each: not
+    Python's default file:line header and source line, which point into our internals)."""
+
+    def one_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+        text = " ".join(str(message).split())
+        return f"resdet {command}: warning: {text} ({category.__name__})\n"
+
+    warnings.formatwarning = one_line
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = OneLineParser(prog="resdet", description="Object detection on residual backbones.")
     parser.add_argument("--version", action="version", version=f"resdet {_version()}")
@@ -130,6 +142,7 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 2
     _show_library_messages()
+    _one_line_warnings(args.command)
     module = _load(args.command)
     if args.command in FOLLOW_LOAD:
         threads.follow_load()

@@ -90,3 +90,22 @@ def test_bad_arguments_are_one_line_with_exit_2(args, message):
     assert result.returncode == 2
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
     assert "usage:" not in result.stderr
+
+
+def test_a_warning_is_one_line_naming_the_command(tmp_path):
+    """A DataWarning (here: a stale run lock taken over) reads ``resdet <command>: warning:
+    ...`` on one line, without Python's file:line header and source line."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid names no running process
+    (tmp_path / ".lock").write_text(f"{finished.pid} {os.uname().nodename}\n")
+    result = run_cli("eval", "--config", "configs/detection/quickstart.yaml", "--weights",
+                     str(tmp_path / "none.pth"), "--set", f"output_dir={tmp_path}",
+                     "data.test.root=/nonexistent")  # fmt: skip
+    lines = result.stderr.splitlines()
+    warning = [line for line in lines if "stale lock" in line]
+    assert warning == [
+        f"resdet eval: warning: {tmp_path / '.lock'}: stale lock of process {finished.pid} "
+        "(not running); taking it over (DataWarning)"
+    ]
+    assert not any(".py:" in line for line in lines), lines
+    assert result.returncode == 2
