@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from benchmarks._machine import machine_description
+from benchmarks.ensemble_speed import alternating_times
 from detection.config import load_config
 from detection.predictor import Predictor
 from detection.structures import Detections
@@ -82,7 +82,8 @@ def main() -> None:
         for name, predictor in list(predictors.items())[1:]:
             print(f"{path} {image.shape[1]}x{image.shape[0]}, {name} vs {runtimes[0]}: "
                   f"{difference(predictor(image), expected)}")  # fmt: skip
-    times = alternate({r: _call(p, images[0]) for r, p in predictors.items()}, args.repeats)
+    runs = {r: _call(p, images[0]) for r, p in predictors.items()}
+    times = alternating_times(runs, args.repeats)
     height, width = images[0].shape[:2]
     resized = reference.transform.resize(images[0])[0].shape[:2]
     print(f"\n{machine_description()}; {args.threads} threads; {args.config}; "
@@ -101,19 +102,6 @@ def main() -> None:
 
 def _call(predictor: Predictor, image: np.ndarray) -> Callable[[], object]:
     return lambda: predictor(image)
-
-
-def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each run, one of each in turn, ``repeats`` times after one warm-up each."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":
