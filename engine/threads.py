@@ -13,7 +13,9 @@ processes (rounded: a core counts as taken when others use more
 than half of it), at least 1 and at most the cores this process may run on.
 
 The user's choice wins: with ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) in the environment,
-nothing is changed. Without ``/proc/stat`` (macOS, Windows) nothing is changed either.
+nothing is changed. Without ``/proc/stat`` (macOS, Windows) nothing is changed either, nor in
+deterministic mode (``deterministic: true``, ``torch.use_deterministic_algorithms``): the
+thread count changes the order of float sums, and a bit-exact resume needs the same one.
 Library use (``Predictor`` in a user's program) is untouched unless the program calls
 :func:`follow_load` itself.
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +160,20 @@ def stop_following() -> None:
 
 
 def adjust() -> None:
-    """Called by the loops at every step; cheap when no window has passed or nothing follows."""
-    if _follower is not None:
+    """Called by the loops at every step; cheap when no window has passed or nothing follows.
+    Nothing changes in deterministic mode."""
+    if _follower is not None and not torch.are_deterministic_algorithms_enabled():
         _follower.adjust()
+
+
+@contextmanager
+def following_load(period: float = 10.0) -> Iterator[bool]:
+    """:func:`follow_load` within the block; after it, nothing follows and torch's thread
+    count is what it was before (a command run in-process leaves nothing behind). Yields
+    whether the load is followed."""
+    before = torch.get_num_threads()
+    try:
+        yield follow_load(period)
+    finally:
+        stop_following()
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ exit code 141 (128 + SIGPIPE, what a shell reports for any writer whose reader l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -22,7 +23,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from engine import threads
 from engine.errors import RunStopped, UserError
 from tools.arguments import is_main_process
 
@@ -89,6 +89,16 @@ def _show_library_messages() -> None:
             package.addHandler(handler)
 
 
+def _threads(command: str) -> contextlib.AbstractContextManager[object]:
+    """The commands that compute choose their thread count from the load (engine.threads;
+    imported here, not at the top: ``resdet --help`` imports no torch)."""
+    if command not in FOLLOW_LOAD:
+        return contextlib.nullcontext()
+    from engine import threads
+
+    return threads.following_load()
+
+
 def _one_line_warnings(command: str) -> None:
     """Warnings on stderr as ``resdet <command>: warning: <message>`` (one line each: not
     Python's default file:line header and source line, which point into our internals)."""
@@ -144,10 +154,9 @@ def _main(argv: list[str]) -> int:
     _show_library_messages()
     _one_line_warnings(args.command)
     module = _load(args.command)
-    if args.command in FOLLOW_LOAD:
-        threads.follow_load()
     try:
-        return int(module.run(args) or 0)
+        with _threads(args.command):
+            return int(module.run(args) or 0)
     except UserError as exc:
         print(f"resdet {args.command}: error: {exc}", file=sys.stderr)
         return 2

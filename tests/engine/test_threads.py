@@ -135,3 +135,27 @@ def test_a_busy_process_beside_takes_one_thread_away() -> None:
         assert threads_for(before, after, cores=2) == 1
     finally:
         os.kill(spinner, signal.SIGKILL)
+
+
+def test_deterministic_mode_keeps_the_thread_count(tmp_path: Path) -> None:
+    """A bit-exact resume needs one thread count: in deterministic mode nothing changes, and
+    after `following_load` the count is what it was."""
+    saved = torch.get_num_threads()
+    stat = tmp_path / "stat"
+    write_stat(stat, busy_seconds=100.0)
+    try:
+        torch.set_num_threads(2)
+        with threads.following_load():
+            threads._follower = LoadFollower(cores=2, period=60.0, first=0.0, stat=stat)
+            write_stat(stat, busy_seconds=1e6)  # others fill the machine
+            torch.use_deterministic_algorithms(True)
+            try:
+                threads.adjust()
+                assert torch.get_num_threads() == 2
+            finally:
+                torch.use_deterministic_algorithms(False)
+            threads.adjust()
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2 and threads._follower is None
+    finally:
+        torch.set_num_threads(saved)
