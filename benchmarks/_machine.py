@@ -7,11 +7,12 @@ rather than a fixed string.
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 
 import torch
+
+from engine.threads import usable_cores
 
 FEATURES = {"avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
 
@@ -33,7 +34,7 @@ def cpu_description(cpuinfo: str | None = None) -> str:
     model = fields.get("model name") or platform.processor() or platform.machine()
     flags = set(fields.get("flags", "").split())
     named = [name for flag, name in FEATURES.items() if flag in flags]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return f"{cores}-core {model}" + (f" ({', '.join(named)})" if named else "")
 
 

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchmarks._machine import machine_description
+from engine.threads import usable_cores
 
 BUSY = {
     "python": "while True: pass",
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--busy", choices=sorted(BUSY), default="python")
     parser.add_argument("--images", type=int, default=200, help="generated shapes images")
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     work = Path(tempfile.mkdtemp(prefix="resdet-contention-"))
     data = work / "shapes"
     env0 = environment("after", cores)

@@ -2,14 +2,14 @@
 
 PyTorch starts one OpenMP thread per core. On a machine where another process keeps a core
 busy, those threads wait for each other at every parallel region behind the one that lost
-its core: measured on a 2-core Xeon, the quickstart detector's training fell from 17.4 img/s
-to 5.7 with two threads beside one busy process, and kept 17.7 with one thread
-(docs/PERFORMANCE.md, "Threads that follow the load"). So the commands that compute
-(``train``, ``pretrain``, ``eval``, ``infer``) call :func:`follow_load` once, and the loops
-call :func:`adjust` at every step: every ``period`` seconds it reads the CPU time of the whole
-machine (``/proc/stat``) and of this process and its children (the DataLoader workers, this
-run's own work), and sets ``torch.set_num_threads`` to the cores left over by the *other*
-processes (rounded: a core counts as taken when others use more
+its core: measured on a 2-core Xeon (`benchmarks/contention.py`, docs/PERFORMANCE.md,
+"Threads that follow the load"), the quickstart detector's training fell from 21.9 img/s to
+7.5 with torch's two threads beside one busy process, and kept 16.8 when following the load.
+So the commands that compute (``train``, ``pretrain``, ``eval``, ``infer``) run inside
+:func:`following_load`, and the loops call :func:`adjust` at every step: every ``period``
+seconds it reads the CPU time of the whole machine (``/proc/stat``) and of this process and
+its children (the DataLoader workers, this run's own work), and sets ``torch.set_num_threads``
+to the cores left over by the *other* processes (a core counts as taken when others use more
 than half of it), at least 1 and at most the cores this process may run on.
 
 The user's choice wins: with ``OMP_NUM_THREADS`` (or ``MKL_NUM_THREADS``) in the environment,
@@ -146,10 +146,13 @@ def follow_load(period: float = 10.0) -> bool:
     """Let :func:`adjust` choose the thread count from now on; returns whether it will (not
     when the user set ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or without ``/proc/stat``)."""
     global _follower
-    if any(os.environ.get(name) for name in USER_SETTINGS) or read_cpu_times() is None:
-        _follower = None
+    _follower = None
+    if any(os.environ.get(name) for name in USER_SETTINGS):
         return False
-    _follower = LoadFollower(usable_cores(), period)
+    follower = LoadFollower(usable_cores(), period)
+    if follower.last is None:  # no /proc/stat
+        return False
+    _follower = follower
     return True
 
 
