@@ -1,7 +1,8 @@
 """RoI feature pooling (torchvision.ops roi_pool / roi_align), one map or an FPN pyramid.
 
-The CPU kernels around torchvision's (RoIs in threads, layout copies, per-image training
-pooling) are :mod:`detection.modeling.roi_cpu`; they give the same numbers.
+The CPU kernels around torchvision's (RoIs in threads, layout copies, training's RoIAlign
+with a GEMM backward) are :mod:`detection.modeling.roi_cpu`; they give the same numbers
+(the backward to float rounding).
 
 With several maps each RoI is pooled from the level that the canonical mapping assigns it
 (Lin et al. 2017, Eq. 1): ``k = floor(k0 + log2(sqrt(w * h) / 224))``, clamped to the pyramid.
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align, roi_pool
 
 from detection.modeling.box_ops import box_area
-from detection.modeling.roi_cpu import RoIAlignPerImage, float32_nchw, in_parallel_chunks
+from detection.modeling.roi_cpu import TrainingRoIAlign, float32_nchw, in_parallel_chunks
 
 POOLER_TYPES = ("roi_pool", "roi_align")
 
@@ -101,9 +102,9 @@ class ROIPooler(nn.Module):
         The kernels want float32 NCHW: a bf16 / fp16 or channels_last map (autocast, fast
         paths) is converted here in one copy (roi_pool has no autocast rule of its own).
         """
-        if self.pooler_type == "roi_align" and RoIAlignPerImage.applies(feature, rois):
+        if self.pooler_type == "roi_align" and TrainingRoIAlign.applies(feature, rois):
             args = (scale, self.output_size, self.sampling_ratio, self.aligned)
-            pooled = RoIAlignPerImage.apply(feature, rois, *args)
+            pooled = TrainingRoIAlign.apply(feature, rois, *args)
             assert isinstance(pooled, Tensor)
             return pooled
         feature = float32_nchw(feature)
