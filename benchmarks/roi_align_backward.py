@@ -10,7 +10,9 @@ gradients relative to their largest value.
 - demo: the quickstart / `resdet demo` C4 detector, 4 images at 288 x 384 (a 18 x 24 c4 map
   of 64 channels), 16 RoIs per image, 14 x 14 bins, 2 samples per bin;
 - r101_c4: ResNet-101-C4 at the paper's 600 px (a 38 x 50 c4 map of 1,024 channels), 2 images
-  of 128 RoIs, 14 x 14 bins, adaptive sampling.
+  of 128 RoIs, 14 x 14 bins, adaptive sampling;
+- r50_fpn_p2: R50-FPN's finest level at 800 x 1056 (a 200 x 264 map of 256 channels), 2 images
+  of 512 small RoIs (16-112 px, those the FPN rule sends to P2), 7 x 7 bins, 2 samples.
 """
 
 from __future__ import annotations
@@ -25,21 +27,26 @@ from benchmarks.ensemble_speed import alternating_times
 from benchmarks.runtime_speed import quartiles
 from detection.modeling.roi_align_grad import roi_align_backward
 
-# name: (images, channels, height, width, RoIs per image, bins, sampling ratio, stride)
+# name: (images, channels, height, width, RoIs per image, bins, sampling ratio, stride,
+#        box sides in input pixels (smallest, largest))
 SHAPES = {
-    "demo": (4, 64, 18, 24, 16, 14, 2, 16),
-    "r101_c4": (2, 1024, 38, 50, 128, 14, 0, 16),
+    "demo": (4, 64, 18, 24, 16, 14, 2, 16, (8, 230)),
+    "r101_c4": (2, 1024, 38, 50, 128, 14, 0, 16, (12, 480)),
+    "r50_fpn_p2": (2, 256, 200, 264, 512, 7, 2, 4, (16, 112)),
 }
 
 
-def random_rois(images: int, per_image: int, height: int, width: int, stride: int) -> torch.Tensor:
-    """(images * per_image, 5) boxes of 2-60% of the image's sides, some across its edges."""
+def random_rois(
+    images: int, per_image: int, height: int, width: int, stride: int, sides: tuple[int, int]
+) -> torch.Tensor:
+    """(images * per_image, 5) boxes with sides in ``sides`` px, some across the edges."""
     g = torch.Generator().manual_seed(0)
     size = torch.tensor([width * stride, height * stride], dtype=torch.float32)
+    low, high = sides
     rows = []
     for b in range(images):
         corner = torch.rand(per_image, 2, generator=g) * size * 1.1 - 0.05 * size
-        extent = (torch.rand(per_image, 2, generator=g) * 0.58 + 0.02) * size
+        extent = torch.rand(per_image, 2, generator=g) * (high - low) + low
         index = torch.full((per_image, 1), float(b))
         rows.append(torch.cat([index, corner, corner + extent], dim=1))
     return torch.cat(rows)
@@ -59,8 +66,8 @@ def main() -> None:
     print("| --- | --- | --- | ---: | ---: |")
     backward = torch.ops.torchvision._roi_align_backward
     for name in args.shapes:
-        n, c, h, w, per_image, bins, ratio, stride = SHAPES[name]
-        rois = random_rois(n, per_image, h, w, stride)
+        n, c, h, w, per_image, bins, ratio, stride, sides = SHAPES[name]
+        rois = random_rois(n, per_image, h, w, stride, sides)
         grad = torch.randn(len(rois), c, bins, bins, generator=torch.Generator().manual_seed(1))
         scale = 1.0 / stride
 

@@ -1,4 +1,4 @@
-"""RoIAlign's backward as two matrix products per image, on every core.
+"""RoIAlign's backward as matrix products over each RoI's window, on every core.
 
 RoIAlign (Mask R-CNN; torchvision's ``roi_align``) averages bilinear samples: bin ``(i, j)``
 of RoI ``r`` is ``sum_{h,w} Wy[r, i, h] * Wx[r, j, w] * feature[b_r, :, h, w]``, because a
@@ -7,13 +7,14 @@ sample's bilinear weight is a product of a row weight and a column weight, its v
 splits the same way. ``Wy`` (R, S, H) sums the row weights of a bin's grid_h sample rows
 divided by grid_h; ``Wx`` (R, S, W) the same for columns.
 
-The gradient of the feature map is then ``sum_r Wy[r]^T @ grad[r] @ Wx[r]`` per image: one
-batched product over the RoIs and one GEMM, both multi-threaded. torchvision's CPU backward
-scatters every sample's four weighted values one by one on one thread: on the demo's shapes
-(64 RoIs, 64 channels, 14 x 14 bins) it took 75-90 ms against 6-8 ms here, and on R101-C4's
-(256 RoIs, 1024 channels, a 38 x 50 map) 2.3-2.8 s against 1.0 s (one thread,
-docs/PERFORMANCE.md). The sums run in another order, so the gradient equals torchvision's to
-float rounding (~1e-6 relative), not bit for bit (tests/detection/modeling/test_roi_align_grad.py).
+The gradient of the feature map is then a patch ``Wy[r]^T @ grad[r] @ Wx[r]`` per RoI over
+the rows and columns its samples touch, added in at the patch's place: two batched matrix
+products (multi-threaded) and one index_add. torchvision's CPU backward scatters every
+sample's four weighted values one by one on one thread. `python
+benchmarks/roi_align_backward.py` (docs/PERFORMANCE.md), one thread: 6.4x on the demo's
+shapes, 6.0x on R101-C4's at 600 px, 3.5x on R50-FPN's finest level. The sums run in another
+order, so the gradient equals torchvision's to float rounding (~1e-6 relative), not bit for
+bit (tests/detection/modeling/test_roi_align_grad.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Elements of one chunk's intermediate (RoIs x C x S x W): 8M floats, 32 MB.
+# Elements of one chunk's intermediates (RoIs x C x cols x (S + rows)): 8M floats, 32 MB.
 CHUNK_ELEMENTS = 1 << 23
 
 
@@ -97,6 +98,11 @@ def roi_align_backward(
 ) -> Tensor:
     """The gradient of ``roi_align(feature, rois, S, scale, sampling_ratio, aligned)``.
 
+    Each RoI's gradient is a patch ``Wy[r]^T @ grad[r] @ Wx[r]`` over the rows and columns
+    its samples touch, added into the map at the patch's place. RoIs go in groups of like
+    windows (rows and columns each within a power of two), every window of a group padded to
+    the group's largest, so that one long thin proposal does not widen every other's.
+
     Args:
         grad: (R, C, S, S) the pooled features' gradient.
         rois: (R, 5) as pooled, any image order.
@@ -104,24 +110,57 @@ def roi_align_backward(
 
     Returns:
         (N, C, H, W) in grad's dtype (float32 at least), channels_last in memory (its natural
-        layout here: one GEMM per image writes (H, W * C)).
+        layout here: patches of (rows, columns, C) added into (N * H * W, C)).
     """
     n, c, h, w = shape
     bins = grad.shape[-1]
     dtype = torch.promote_types(grad.dtype, torch.float32)
-    out = grad.new_zeros(n, h, w * c, dtype=dtype)
+    out = grad.new_zeros(n * h * w, c, dtype=dtype)
     if rois.shape[0] == 0:
         return out.view(n, h, w, c).permute(0, 3, 1, 2)
     wy, wx = roi_align_weights(rois.to(dtype), scale, bins, sampling_ratio, aligned, h, w)
-    grad = grad.to(dtype)
+    top, height = touched_cells(wy)
+    left, width = touched_cells(wx)
     image = rois[:, 0].long()
-    chunk = max(1, CHUNK_ELEMENTS // (c * bins * w))
-    for b in range(n):
-        for part in torch.nonzero(image == b).squeeze(1).split(chunk):
+    # channels last: (R, S, S, C), free when the head's backward left it so
+    grad = grad.to(dtype).permute(0, 2, 3, 1).contiguous()
+    group = _bit_length(height) * 64 + _bit_length(width)
+    for key in torch.unique(group):
+        members = torch.nonzero(group == key).squeeze(1)
+        rows, cols = int(height[members].max()), int(width[members].max())
+        offsets = (torch.arange(rows)[:, None] * w + torch.arange(cols)).view(-1)
+        for part in members.split(max(1, CHUNK_ELEMENTS // (c * cols * (bins + rows)))):
             r = part.shape[0]
-            # grad[r] @ Wx[r]: (r, C * S, S) @ (r, S, W), then rows (r * S) by (W * C)
-            cols = torch.bmm(grad[part].reshape(r, c * bins, bins), wx[part])
-            cols = cols.view(r, c, bins, w).permute(0, 2, 3, 1).reshape(r * bins, w * c)
-            # Wy^T @ ...: (H, r * S) @ (r * S, W * C), summed over the chunk's RoIs
-            out[b].addmm_(wy[part].reshape(r * bins, h).t(), cols)
+            y0, y_weights = window(wy[part], top[part], rows)  # (r,), (r, S, rows)
+            x0, x_weights = window(wx[part], left[part], cols)  # (r,), (r, S, cols)
+            # per RoI and bin row, Wx^T @ grad: (r, 1, cols, S) @ (r, S, S, C) -> (r, S, cols, C)
+            right = torch.matmul(x_weights.transpose(1, 2).unsqueeze(1), grad[part])
+            # Wy^T @ ...: (r, rows, S) @ (r, S, cols * C) -> patches (r, rows, cols * C)
+            patch = torch.bmm(y_weights.transpose(1, 2), right.view(r, bins, cols * c))
+            first = (image[part] * h + y0) * w + x0  # the patch's corner in (N * H * W, C)
+            out.index_add_(0, (first[:, None] + offsets).view(-1), patch.view(-1, c))
     return out.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def touched_cells(weights: Tensor) -> tuple[Tensor, Tensor]:
+    """(R, S, L) weights -> each RoI's first touched cell (R,) and count from there to its
+    last touched cell (R,), at least 1 (an RoI that touches nothing: first L, count 1)."""
+    length = weights.shape[2]
+    cells = torch.arange(length, device=weights.device)
+    touched = (weights != 0).any(dim=1)  # (R, L)
+    first = torch.where(touched, cells, length).amin(dim=1)
+    last = torch.where(touched, cells, -1).amax(dim=1)
+    return first, (last - first + 1).clamp(min=1)
+
+
+def window(weights: Tensor, first: Tensor, span: int) -> tuple[Tensor, Tensor]:
+    """(r, S, L) weights -> the ``span`` cells from ``first`` (moved back from the far edge
+    where needed): the start (r,) and their weights (r, S, span)."""
+    first = first.clamp(max=weights.shape[2] - span)
+    cells = (first[:, None] + torch.arange(span, device=weights.device))[:, None, :]
+    return first, weights.gather(2, cells.expand(-1, weights.shape[1], -1))
+
+
+def _bit_length(counts: Tensor) -> Tensor:
+    """floor(log2(count)) + 1 for counts >= 1: the power-of-two class of a window's side."""
+    return torch.floor(torch.log2(counts.double())).long() + 1

@@ -118,9 +118,9 @@ class TrainingRoIAlign(torch.autograd.Function):
     that image's map, so with 2+ threads and 2+ images each thread converts its image to
     float32 NCHW and pools its RoIs; the output is that of one roi_align call over the batch,
     bit for bit. The backward is :func:`detection.modeling.roi_align_grad.roi_align_backward`
-    (two matrix products per image instead of one-by-one scatters: 10x faster on the demo's
-    shapes), equal to torchvision's to float rounding; it comes back in the map's own layout
-    and dtype (tests/detection/modeling/test_poolers.py).
+    (matrix products over each RoI's window instead of one-by-one scatters: 6x faster on
+    the demo's shapes), equal to torchvision's to float rounding; it comes back in the map's
+    own layout and dtype (tests/detection/modeling/test_poolers.py).
     """
 
     @staticmethod

@@ -7,7 +7,12 @@ import torch
 from torchvision.ops import roi_align
 
 from detection.modeling import roi_align_grad
-from detection.modeling.roi_align_grad import axis_weights, roi_align_backward
+from detection.modeling.roi_align_grad import (
+    axis_weights,
+    roi_align_backward,
+    touched_cells,
+    window,
+)
 
 
 def _rois(generator: torch.Generator, images: int, per_image: int, size: float) -> torch.Tensor:
@@ -48,6 +53,35 @@ def test_axis_weights_by_hand() -> None:
     assert torch.allclose(w, expected)
     beyond = axis_weights(torch.tensor([5.5]), torch.tensor([7.5]), 1, 4, 2, True)
     assert torch.equal(beyond, torch.zeros(1, 1, 4))  # samples past length + 1 count zero
+
+
+def test_touched_cells_and_windows_by_hand() -> None:
+    """First touched cell and span per RoI; a window of 2 cells moved back from the far edge;
+    an RoI that touches nothing spans 1 and its window holds zeros."""
+    weights = torch.tensor(
+        [[[0.0, 0.5, 0.5, 0.0, 0.0]], [[0.0, 0.0, 0.0, 0.0, 1.0]], [[0.0, 0.0, 0.0, 0.0, 0.0]]]
+    )
+    first, span = touched_cells(weights)
+    assert first.tolist() == [1, 4, 5] and span.tolist() == [2, 1, 1]
+    start, cells = window(weights, first, 2)
+    assert start.tolist() == [1, 3, 3]
+    assert cells.tolist() == [[[0.5, 0.5]], [[0.0, 1.0]], [[0.0, 0.0]]]
+
+
+def test_a_long_thin_roi_among_small_ones() -> None:
+    """A 1-row, full-width RoI and a full-height, 1-column one beside small ones (proposals of
+    an untrained RPN look like this): grouped windows, still torchvision's gradient."""
+    g = torch.Generator().manual_seed(3)
+    rois = torch.tensor(
+        [[0, 10, 10, 30, 30], [0, 0, 40, 260, 44], [1, 100, 0, 103, 200], [1, 50, 60, 70, 90]],
+        dtype=torch.float64,
+    )
+    grad = torch.randn(4, 3, 7, 7, generator=g, dtype=torch.float64)
+    ours = roi_align_backward(grad, rois, 0.25, 2, False, (2, 3, 50, 66))
+    theirs = torch.ops.torchvision._roi_align_backward(
+        grad, rois, 0.25, 7, 7, 2, 3, 50, 66, 2, False
+    )
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("aligned", [True, False])
