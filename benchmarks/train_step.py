@@ -161,8 +161,8 @@ def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
     lines = [
         SECTION,
         "",
-        f"Machine: {machine_description()}; shared with background jobs (load average {load} "
-        "at the end); "
+        f"Machine: {machine_description()}; load average {load} at the end (this "
+        "benchmark's own threads count in it); "
         f"torch {torch.__version__}, {args.threads} threads, {platform.python_implementation()} "
         f"{platform.python_version()}. Command: `python benchmarks/train_step.py --batch "
         f"{args.batch} --size {args.size} --repeats {args.repeats}` (R50-FPN, same random "

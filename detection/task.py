@@ -52,7 +52,7 @@ from engine import distributed as dist
 from engine.checkpoint import list_checkpoints
 from engine.device import prepare_model
 from engine.errors import UserError
-from engine.images import decode_image
+from engine.images import BadImageError, BadImagePolicy, decode_image
 from engine.io import atomic_torch_save, atomic_write_json
 from engine.metrics import Progress
 from engine.run import evaluate_checkpoint, run_training
@@ -322,10 +322,16 @@ def evaluate_graph(
         raise UserError("resdet eval --runtime other than torch runs in one process, not under "
                         "torchrun")  # fmt: skip
     records = existing_images(split.records, cfg.data.skip_bad_images, "data.test")
+    policy = BadImagePolicy(cfg.data.skip_bad_images, len(records))
 
     def detections() -> Iterator[tuple[list[ImageRecord], list[Detections]]]:
         for record in records:
-            yield [record], [graph(decode_image(record.path))]
+            try:
+                image = decode_image(record.path)
+            except BadImageError as exc:  # skipped as the torch path's loader skips it
+                policy.report(record.path, str(exc))
+                continue
+            yield [record], [graph(image)]
 
     return score_detections(cfg, split, records, len(records), detections(), out)
 

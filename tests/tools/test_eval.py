@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from engine.errors import DataWarning
 from tools.cli import main
 
 
@@ -138,3 +139,33 @@ def test_eval_with_an_exported_runtime_gives_the_torch_results(
         name: json.loads((out / "eval_results.json").read_text()) for name, out in outputs.items()
     }
     assert results[runtime]["headline"] == pytest.approx(results["torch"]["headline"], abs=1e-4)
+
+
+def test_eval_with_an_exported_runtime_skips_a_bad_image_as_torch_does(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt test photo: `resdet eval --runtime onnxruntime` with data.skip_bad_images off
+    stops with one line naming it; on (the default), it warns once and scores the rest, as the
+    torch path does."""
+    pytest.importorskip("onnxruntime")
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    data = tmp_path / "VOC2007"
+    shutil.copytree(config["data"]["test"]["root"], data)
+    first = (data / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    bad = data / "JPEGImages" / f"{first}.jpg"
+    bad.write_bytes(b"not a photo")
+    argv = eval_argv(trained, "--runtime", "onnxruntime", "--set", f"data.test.root={data}")
+    assert main([*argv, "data.skip_bad_images=false", f"output_dir={tmp_path / 'stop'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "data.skip_bad_images" in err
+    for runtime in ("torch", "onnxruntime"):
+        out = tmp_path / runtime
+        argv = eval_argv(trained, "--runtime", runtime, "--set", f"data.test.root={data}",
+                         "data.skip_bad_images=true", f"output_dir={out}")  # fmt: skip
+        with pytest.warns(DataWarning, match=f"skipping a bad image: {bad}"):
+            assert main(argv) == 0
+    headlines = [
+        json.loads((tmp_path / r / "eval_results.json").read_text())["headline"]
+        for r in ("torch", "onnxruntime")
+    ]
+    assert headlines[1] == pytest.approx(headlines[0], abs=1e-4)
