@@ -111,7 +111,8 @@ def markdown(rows: list[Row], threads: int, device: str, repeats: int) -> str:
     lines = [
         SECTION,
         "",
-        f"Machine: {machine}; shared with background jobs (load average {load} at the end); "
+        f"Machine: {machine}; load average {load} at the end (this benchmark's own threads "
+        "count in it); "
         f"torch {torch.__version__}, {threads} threads, {platform.python_implementation()} "
         f"{platform.python_version()}. Command: `python benchmarks/detector_speed.py "
         f"--sizes {' '.join(r[0].replace(' ', '') for r in rows)} --repeats {repeats}"
