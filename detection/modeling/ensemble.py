@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import nms
 
 from detection.modeling.faster_rcnn import DetectorOutput, FasterRCNN
+from detection.modeling.nms import nms_top_k
 from detection.modeling.roi_heads import DEFAULT_RULE, ClassBoxes, DetectionRule, Scorer, refine
 from detection.structures import ImageBatch, Proposals, Targets
 
@@ -49,7 +49,7 @@ def union_proposals(
     for per_member in zip(*members, strict=True):
         boxes, logits = without_repeats(per_member)
         if topk is not None:
-            boxes = boxes[nms(boxes, logits, nms_thresh)[:topk]]
+            boxes = boxes[nms_top_k(boxes, logits, nms_thresh, topk)]
         rois.append(boxes)
     return rois
 

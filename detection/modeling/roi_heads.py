@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough, whole_image_box
 from detection.modeling.box_voting import box_voting
 from detection.modeling.heads import FastRCNNPredictor
 from detection.modeling.losses import box_regression_loss, check_box_loss
 from detection.modeling.matcher import Matcher, match_boxes
+from detection.modeling.nms import batched_nms_top_k
 from detection.modeling.poolers import ROIPooler
 from detection.modeling.sampler import sample_labels
 from detection.structures import Detections, ImageBatch, Proposals, Targets
@@ -210,7 +210,7 @@ def select_detections(
     keep = torch.nonzero(scores > score_thresh).squeeze(1)
     keep = keep[large_enough(boxes[keep], min_box_size)]
     boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-    keep = batched_nms(boxes, scores, classes, nms_thresh)[:detections_per_image]
+    keep = batched_nms_top_k(boxes, scores, classes, nms_thresh, detections_per_image)
     kept = boxes[keep]
     if box_voting_iou is not None:
         kept = box_voting(kept, classes[keep], boxes, scores, classes, box_voting_iou)

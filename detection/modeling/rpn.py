@@ -13,13 +13,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from backbones.fused import conv_relu
 from detection.modeling.anchors import AnchorGenerator
 from detection.modeling.box_ops import BoxCoder, clip_boxes, large_enough
 from detection.modeling.losses import box_regression_loss, check_box_loss
 from detection.modeling.matcher import Matcher, match_boxes
+from detection.modeling.nms import batched_nms_top_k
 from detection.modeling.sampler import sample_labels
 from detection.structures import ImageBatch, Proposals, Targets
 
@@ -188,8 +188,8 @@ def select_proposals(
         image_boxes = clip_boxes(image_boxes, size)
         keep = large_enough(image_boxes, min_size)
         image_boxes, image_logits, lvl = image_boxes[keep], image_logits[keep], all_levels[keep]
-        keep = batched_nms(image_boxes, torch.sigmoid(image_logits), lvl, nms_thresh)
-        keep = keep[:post_nms_topk]
+        probs = torch.sigmoid(image_logits)
+        keep = batched_nms_top_k(image_boxes, probs, lvl, nms_thresh, post_nms_topk)
         proposals.append(Proposals(image_boxes[keep], image_logits[keep]))
     return proposals
 

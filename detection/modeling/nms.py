@@ -1,0 +1,82 @@
+"""Non-maximum suppression that stops at the survivors it is asked for.
+
+Every NMS of the detector keeps a fixed number of survivors: the RPN's `post_nms_topk`
+proposals, the RoI head's `detections_per_image`, an ensemble's proposals per image.
+torchvision suppresses among all the candidates (12,000 in the paper's RPN, 1,000 per level
+in the FPN's) and the caller cuts the list. Greedy NMS decides a box from the boxes that
+outscore it alone, so NMS over the m best candidates keeps exactly the first survivors of NMS
+over all of them, as far as its own list goes: when it keeps at least k, its first k are the
+answer. Here NMS runs over the 2k best candidates first, then twice as many, and so on; NMS
+costs a pair of boxes per step, so a first try that succeeds costs (2k / n)^2 of the full one.
+
+Equal to torchvision to the index (tests/detection/modeling/test_nms.py): `nms_top_k` to
+``nms(...)[:k]``, and `batched_nms_top_k` to ``batched_nms(...)[:k]`` whenever no two
+scores are equal. The one difference is the order within a run of equal scores when
+batched_nms works per category (above 4,000 coordinates on the CPU): it orders its
+survivors with an unstable sort, this module by index. The scores, in order, are the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms, nms
+
+
+def nms_top_k(boxes: Tensor, scores: Tensor, iou_threshold: float, k: int) -> Tensor:
+    """``torchvision.ops.nms(boxes, scores, iou_threshold)[:k]``, from the best boxes first.
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,) higher is better.
+        iou_threshold: a box goes when its IoU with a kept, better box exceeds this.
+        k: survivors wanted.
+
+    Returns:
+        (min(k, survivors),) int64 indices into `boxes`, by decreasing score (ties by index).
+    """
+    n = scores.shape[0]
+    if torch.jit.is_tracing() or n <= 2 * k:
+        return nms(boxes, scores, iou_threshold)[:k]
+    order = scores.sort(descending=True, stable=True)[1]  # nms's own order
+    m = 2 * k
+    while True:
+        best = order[:m]
+        keep = nms(boxes[best], scores[best], iou_threshold)
+        if keep.shape[0] >= k or m >= n:
+            return best[keep[:k]]
+        m *= 2
+
+
+def batched_nms_top_k(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, k: int
+) -> Tensor:
+    """``torchvision.ops.batched_nms(boxes, scores, idxs, iou_threshold)[:k]``: NMS within
+    each category, the best `k` survivors of all.
+
+    Args:
+        boxes: (N, 4) xyxy.
+        scores: (N,) higher is better.
+        idxs: (N,) category of each box; boxes of different categories never suppress each
+            other.
+        iou_threshold: a box goes when its IoU with a kept, better box of its category
+            exceeds this.
+        k: survivors wanted.
+
+    Returns:
+        (min(k, survivors),) int64 indices into `boxes`, by decreasing score.
+    """
+    if torch.jit.is_tracing() or scores.shape[0] <= 2 * k:
+        return batched_nms(boxes, scores, idxs, iou_threshold)[:k]
+    # batched_nms takes one of two roads: NMS per category above 4,000 coordinates on the CPU
+    # (100,000 on a GPU), else one NMS over boxes offset per category. The offsets change the
+    # IoUs' rounding, so the same road is taken here.
+    if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):
+        kept = []
+        for category in torch.unique(idxs):
+            members = torch.where(idxs == category)[0]
+            kept.append(members[nms_top_k(boxes[members], scores[members], iou_threshold, k)])
+        keep = torch.cat(kept).sort()[0]
+        return keep[scores[keep].sort(descending=True, stable=True)[1]][:k]
+    offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+    return nms_top_k(boxes + offsets[:, None], scores, iou_threshold, k)
