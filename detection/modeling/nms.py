@@ -18,6 +18,8 @@ survivors with an unstable sort, this module by index. The scores, in order, are
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms, nms
@@ -35,17 +37,9 @@ def nms_top_k(boxes: Tensor, scores: Tensor, iou_threshold: float, k: int) -> Te
     Returns:
         (min(k, survivors),) int64 indices into `boxes`, by decreasing score (ties by index).
     """
-    n = scores.shape[0]
-    if torch.jit.is_tracing() or n <= 2 * k:
+    if torch.jit.is_tracing() or scores.shape[0] <= 2 * k:
         return nms(boxes, scores, iou_threshold)[:k]
-    order = scores.sort(descending=True, stable=True)[1]  # nms's own order
-    m = 2 * k
-    while True:
-        best = order[:m]
-        keep = nms(boxes[best], scores[best], iou_threshold)
-        if keep.shape[0] >= k or m >= n:
-            return best[keep[:k]]
-        m *= 2
+    return _first_survivors(scores, k, lambda best: nms(boxes[best], scores[best], iou_threshold))
 
 
 def batched_nms_top_k(
@@ -72,11 +66,39 @@ def batched_nms_top_k(
     # (100,000 on a GPU), else one NMS over boxes offset per category. The offsets change the
     # IoUs' rounding, so the same road is taken here.
     if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):
-        kept = []
-        for category in torch.unique(idxs):
-            members = torch.where(idxs == category)[0]
-            kept.append(members[nms_top_k(boxes[members], scores[members], iou_threshold, k)])
-        keep = torch.cat(kept).sort()[0]
-        return keep[scores[keep].sort(descending=True, stable=True)[1]][:k]
-    offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
-    return nms_top_k(boxes + offsets[:, None], scores, iou_threshold, k)
+
+        def survivors(best: Tensor) -> Tensor:
+            kept = []
+            for category in torch.unique(idxs[best]):
+                members = torch.where(idxs[best] == category)[0]
+                kept.append(
+                    members[nms(boxes[best[members]], scores[best[members]], iou_threshold)]
+                )
+            return torch.cat(kept).sort()[0]  # positions in `best`: by score, ties by index
+
+        return _first_survivors(scores, k, survivors)
+    offset = boxes + (idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes)))[:, None]
+    return _first_survivors(scores, k, lambda best: nms(offset[best], scores[best], iou_threshold))
+
+
+def _first_survivors(scores: Tensor, k: int, survivors: Callable[[Tensor], Tensor]) -> Tensor:
+    """The first `k` survivors, from NMS over the 2k, 4k, ... best candidates until one keeps k.
+
+    Args:
+        scores: (N,) of every candidate.
+        k: survivors wanted.
+        survivors: NMS over some candidates: their (M,) indices, by decreasing score (ties by
+            index) -> the positions in those M that survive, in the same order.
+
+    Returns:
+        (min(k, survivors),) int64 indices of candidates, by decreasing score.
+    """
+    n = scores.shape[0]
+    order = scores.sort(descending=True, stable=True)[1]  # torchvision nms's own order
+    m = 2 * k
+    while True:
+        best = order[:m]  # for every category, the start of its own order
+        keep = best[survivors(best)]
+        if keep.shape[0] >= k or m >= n:
+            return keep[:k]
+        m *= 2

@@ -40,7 +40,7 @@ def test_hand_case_where_the_first_try_keeps_too_few() -> None:
     assert nms_top_k(boxes, scores, 0.5, 1).tolist() == [0]  # 5 > 2: the prefix road
 
 
-def test_first_try_suppresses_among_2k_boxes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_try_suppresses_among_the_2k_best_only(monkeypatch: pytest.MonkeyPatch) -> None:
     sizes = []
 
     def counting_nms(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> torch.Tensor:
@@ -52,6 +52,12 @@ def test_first_try_suppresses_among_2k_boxes_only(monkeypatch: pytest.MonkeyPatc
     keep = nms_top_k(boxes, scores, 0.7, 100)
     assert sizes == [200]  # random boxes rarely overlap at 0.7: the first try is enough
     assert torch.equal(keep, nms(boxes, scores, 0.7)[:100])
+    # per category (3,000 boxes in 5): the 200 best of all, split by category
+    sizes.clear()
+    boxes, scores, idxs = _candidates(3000, seed=1, categories=5)
+    keep = batched_nms_top_k(boxes, scores, idxs, 0.7, 100)
+    assert len(sizes) == 5 and sum(sizes) == 200
+    assert torch.equal(keep, batched_nms(boxes, scores, idxs, 0.7)[:100])
 
 
 @pytest.mark.parametrize("clustered", [False, True])
