@@ -23,11 +23,11 @@ interquartile range.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +43,7 @@ from engine.amp import autocast, cpu_has_native_bf16
 from engine.device import prepare_model
 
 SECTION = "## Training step"
-Step = Callable[[], float]  # one step; returns the loss
+Step = Callable[[int], float]  # one step on layout i; returns the loss
 
 
 FIXED_BOXES = [
@@ -52,14 +52,6 @@ FIXED_BOXES = [
     [50.0, 50.0, 200.0, 150.0],
 ]
 Boxes = list[tuple[Tensor, Tensor]]  # per image: (G, 4) xyxy network pixels, (G,) labels 1..90
-
-
-@dataclass
-class Steps:
-    """The timed steps by name, and which box layout (an index) they train on now."""
-
-    runs: dict[str, Step]
-    index: list[int]
 
 
 def batch(n: int, h: int, w: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -103,13 +95,13 @@ def sgd(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 1e-4, 0.9)
 
 
-def step_fn(forward: Callable[[], dict[str, Tensor]], model: nn.Module, amp: str | None) -> Step:
-    """forward -> summed losses -> backward -> SGD step, under autocast ``amp``."""
+def step_fn(forward: Callable[[int], dict[str, Tensor]], model: nn.Module, amp: str | None) -> Step:
+    """forward on layout i -> summed losses -> backward -> SGD step, under autocast ``amp``."""
     optimizer = sgd(model)
 
-    def step() -> float:
+    def step(i: int) -> float:
         with autocast("cpu", amp):
-            loss = sum(forward().values())
+            loss = sum(forward(i).values())
         assert isinstance(loss, Tensor)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,7 +111,7 @@ def step_fn(forward: Callable[[], dict[str, Tensor]], model: nn.Module, amp: str
     return step
 
 
-def steps(n: int, h: int, w: int, bf16: bool, layouts: list[Boxes | None]) -> Steps:
+def steps(n: int, h: int, w: int, bf16: bool, layouts: list[Boxes | None]) -> dict[str, Step]:
     """The models to time: ours and torchvision's, fp32 and (if ``bf16``) bf16 autocast, built
     once; step ``i`` of each trains on ``layouts[i]``'s boxes (None: `batch`'s random ones)."""
     images, boxes, labels = batch(n, h, w)
@@ -135,7 +127,7 @@ def steps(n: int, h: int, w: int, bf16: bool, layouts: list[Boxes | None]) -> St
     targets = [[Targets(b, lab - 1, torch.zeros(len(b), dtype=torch.bool))
                 for b, lab in zip(*step)] for step in per_step]  # fmt: skip
     tv_targets = [[{"boxes": b, "labels": lab} for b, lab in zip(*step)] for step in per_step]
-    now = Steps({}, [0])
+    runs: dict[str, Step] = {}
     for amp in ["fp32", "bf16"] if bf16 else ["fp32"]:
         tv = random_torchvision_model("cpu").train()
         fresh = build_model(cfg, load_backbone_weights=False)
@@ -143,15 +135,15 @@ def steps(n: int, h: int, w: int, bf16: bool, layouts: list[Boxes | None]) -> St
         ours = prepare_model(fresh.train(), torch.device("cpu"), cfg.channels_last)
         dtype = None if amp == "fp32" else amp
 
-        def ours_forward(m: nn.Module = ours) -> dict[str, Tensor]:
-            return dict(m(ours_batch, targets[now.index[0]]).losses)
+        def ours_forward(i: int, m: nn.Module = ours) -> dict[str, Tensor]:
+            return dict(m(ours_batch, targets[i]).losses)
 
-        def tv_forward(m: nn.Module = tv) -> dict[str, Tensor]:
-            return dict(m(list(images), tv_targets[now.index[0]]))
+        def tv_forward(i: int, m: nn.Module = tv) -> dict[str, Tensor]:
+            return dict(m(list(images), tv_targets[i]))
 
-        now.runs[f"ours {amp}"] = step_fn(ours_forward, ours, dtype)
-        now.runs[f"torchvision {amp}"] = step_fn(tv_forward, tv, dtype)
-    return now
+        runs[f"ours {amp}"] = step_fn(ours_forward, ours, dtype)
+        runs[f"torchvision {amp}"] = step_fn(tv_forward, tv, dtype)
+    return runs
 
 
 def markdown(times: dict[str, list[float]], args: argparse.Namespace) -> str:
@@ -226,14 +218,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     h, w = (int(v) for v in args.size.split("x"))
     bf16 = cpu_has_native_bf16() and not args.no_bf16
-    timed_steps = steps(args.batch, h, w, bf16, layouts(args, h, w))
-    for run in timed_steps.runs.values():
-        run()  # warm-up, on the first layout
-    times: dict[str, list[float]] = {name: [] for name in timed_steps.runs}
+    runs = steps(args.batch, h, w, bf16, layouts(args, h, w))
+    for run in runs.values():
+        run(0)  # warm-up, on the first layout
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for i in range(args.repeats):
-        timed_steps.index[0] = i
-        for name, run in timed_steps.runs.items():
-            times[name].append(timed(run, "cpu"))
+        for name, run in runs.items():
+            times[name].append(timed(functools.partial(run, i), "cpu"))
             print(f"{name}: {times[name][-1]:.2f} s", flush=True)
     table = markdown(times, args)
     print(table)
