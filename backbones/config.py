@@ -16,6 +16,9 @@ class BackboneConfig:
     weights_format: str = field(  # how to read `weights`; auto detects from the keys
         default="auto", metadata=choices("auto", "resdet", "torchvision", "msra", "cifar")
     )
+    weights_skip: list[str] = field(  # modules kept at init when `weights` loads, e.g. [fc67]
+        default_factory=list
+    )
     norm: str = field(  # norm layers; frozen_bn: fixed affine, needs `weights` (the paper's)
         default="frozen_bn", metadata=choices("bn", "frozen_bn", "syncbn")
     )

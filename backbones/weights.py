@@ -30,7 +30,7 @@ import pickle
 import pickletools
 import re
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class LoadReport:
         unexpected: source keys (after renaming) the model does not have (ignored).
         shape_mismatch: "key: checkpoint (shape) vs model (shape)" for keys not loaded.
         classifier_loaded: False when the classifier was skipped or absent from the source.
+        left_as_initialised: the `skip` prefixes asked for.
     """
 
     format: str
@@ -70,6 +71,7 @@ class LoadReport:
     shape_mismatch: list[str] = field(default_factory=list)
     classifier_loaded: bool = True
     loaded: int = 0  # tensors copied into the model
+    left_as_initialised: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,8 @@ class LoadReport:
         parts = [f"{self.loaded} tensors loaded ({self.format} format)"]
         if not self.classifier_loaded:
             parts.append("classifier not loaded (the model keeps its own)")
+        if self.left_as_initialised:
+            parts.append(f"{', '.join(self.left_as_initialised)} left as initialised")
         if not self.ok:
             parts.append(self.describe())
         return "; ".join(parts)
@@ -112,6 +116,7 @@ def load_weights(
     skip_classifier: bool = False,
     strict: bool = True,
     trust: bool = False,
+    skip: Sequence[str] = (),
 ) -> LoadReport:
     """Load weights into `model` (a backbone from this package) in place.
 
@@ -124,12 +129,15 @@ def load_weights(
         strict: raise UserError on any missing, unexpected or mis-shaped key; when False,
             load what matches and return the report.
         trust: the file may be unpickled fully (see :func:`read_source`).
+        skip: name prefixes (``fc67``, ``res5.2``) of the model's modules to leave as
+            initialised; each must name at least one of its parameters.
 
     Returns:
         A LoadReport listing what did not load.
 
     Raises:
-        UserError: unreadable source, unknown format, or (strict) keys that do not match.
+        UserError: unreadable source, unknown format, a `skip` prefix that names nothing, or
+            (strict) keys that do not match.
     """
     where = f"weights {str(source)!r}" if isinstance(source, (str, Path)) else "state dict"
     state = read_source(source, trust) if isinstance(source, (str, Path)) else dict(source)
@@ -142,7 +150,8 @@ def load_weights(
         converted = CONVERTERS[format](state, model)
     except UserError as exc:  # the converter knows what is wrong; say which source it was
         raise UserError(f"{where}: {exc}") from exc
-    report = _load_state(model, converted, format, skip_classifier)
+    report = _load_state(model, converted, format, skip_classifier, _skipped(model, skip))
+    report.left_as_initialised = list(skip)
     if strict and not report.ok:
         hint = ""
         if report.shape_mismatch and not skip_classifier:
@@ -480,11 +489,37 @@ def _complete_norm_stats(state: dict[str, Tensor], model: nn.Module) -> None:
             state.setdefault(f"{name}.running_var", torch.ones_like(weight) - module.eps)
 
 
+def _skipped(model: nn.Module, prefixes: Sequence[str]) -> Callable[[str], bool]:
+    """Whether a key lies under one of `prefixes` (whole name parts: ``fc6`` is not ``fc67``).
+
+    Raises:
+        UserError: a prefix names none of the model's keys.
+    """
+    keys = list(model.state_dict())
+
+    def under(key: str, prefix: str) -> bool:
+        return key == prefix or key.startswith(prefix.rstrip(".") + ".")
+
+    for prefix in prefixes:
+        if not any(under(k, prefix) for k in keys):
+            tops = sorted({k.split(".")[0] for k in keys})
+            raise UserError(
+                f"weights skip prefix {prefix!r} (model.backbone.weights_skip) names no "
+                f"parameter of {type(model).__name__}; its modules: {', '.join(tops)}"
+            )
+    return lambda key: any(under(key, p) for p in prefixes)
+
+
 def _load_state(
-    model: nn.Module, state: dict[str, Tensor], format: str, skip_classifier: bool
+    model: nn.Module,
+    state: dict[str, Tensor],
+    format: str,
+    skip_classifier: bool,
+    skipped: Callable[[str], bool] = lambda key: False,
 ) -> LoadReport:
-    """Load the keys that match in name and shape; report the rest."""
-    target = model.state_dict()
+    """Load the keys that match in name and shape, but the `skipped` ones; report the rest."""
+    target = {k: v for k, v in model.state_dict().items() if not skipped(k)}
+    state = {k: v for k, v in state.items() if not skipped(k)}
     prefix = getattr(model, "classifier", "fc") + "."
     has_classifier = any(k.startswith(prefix) for k in state)
     skip = skip_classifier or not has_classifier  # a backbone-only checkpoint is fine

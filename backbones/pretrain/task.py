@@ -123,8 +123,10 @@ class ClassificationTask:
         backbone = self.cfg.model.backbone
         model = build_from_config(backbone, self.cfg.model.num_classes)
         if backbone.weights:  # e.g. fine-tuning from another run
-            report = load_weights(model, backbone.weights, backbone.weights_format,
-                                  trust=self.cfg.trust_weights)  # fmt: skip
+            report = load_weights(
+                model, backbone.weights, backbone.weights_format,
+                trust=self.cfg.trust_weights, skip=backbone.weights_skip,
+            )  # fmt: skip
             logger.info("weights %s: %s", backbone.weights, report.summary())
         self._step = make_train_step(device, self.cfg.channels_last)
         return prepare_model(model, device, self.cfg.channels_last and device.type == "cuda")

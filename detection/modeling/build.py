@@ -91,7 +91,9 @@ def build_detection_backbone(
         source = read_source(bcfg.weights, trust_weights)
         if expected_input is not None:
             check_input_spec(source, bcfg.weights, expected_input)
-        report = load_weights(backbone, source, bcfg.weights_format, skip_classifier=True)
+        report = load_weights(
+            backbone, source, bcfg.weights_format, skip_classifier=True, skip=bcfg.weights_skip
+        )
         logger.info("backbone weights %s: %s", bcfg.weights, report.summary())
     return backbone
 

@@ -234,6 +234,32 @@ def test_backbone_only_checkpoint(small: nn.Module, state: dict[str, Tensor]) ->
     assert torch.equal(small.fc.weight, fc_before)
 
 
+def test_skip_leaves_the_named_modules_as_initialised() -> None:
+    # the VGG control of the miniature: pretrained convolutions, fc6/fc7 at their init
+    torch.manual_seed(0)
+    pretrained = build_backbone("vgg16_bn", base_width=16).state_dict()
+    torch.manual_seed(1)
+    model = build_backbone("vgg16_bn", base_width=16)
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_weights(model, pretrained, skip=["fc67"])
+    assert report.ok and report.left_as_initialised == ["fc67"]
+    assert "fc67 left as initialised" in report.summary()
+    for key, value in model.state_dict().items():
+        source = init if key.startswith("fc67.") else pretrained
+        assert torch.equal(value, source[key]), key
+    assert any(k.startswith("fc67.") for k in init)
+
+
+def test_skip_matches_whole_name_parts(small: nn.Module, state: dict[str, Tensor]) -> None:
+    before = small.state_dict()["res5.1.conv1.weight"].clone()  # res5.1 kept, res5.0 loaded
+    load_weights(small, state, skip=["res5.1"])
+    assert torch.equal(small.state_dict()["res5.1.conv1.weight"], before)
+    assert torch.equal(small.state_dict()["res5.0.conv1.weight"], state["res5.0.conv1.weight"])
+    vgg = build_backbone("vgg16_bn", base_width=16)
+    with pytest.raises(UserError, match=r"'fc6' \(model.backbone.weights_skip\) names no param"):
+        load_weights(vgg, vgg.state_dict(), skip=["fc6"])  # fc6 is not fc67
+
+
 def test_bad_sources(tmp_path: Path, small: nn.Module, state: dict[str, Tensor]) -> None:
     with pytest.raises(UserError, match=r"weights file '.*nope.pth' does not exist"):
         load_weights(small, tmp_path / "nope.pth")

@@ -191,3 +191,29 @@ def test_an_architecture_mismatch_lists_each_key_once(tmp_path) -> None:
         in message
     )
     assert "missing keys" not in message and "\n" not in message
+
+
+def test_backbone_weights_skip_keeps_vgg_fc6_fc7_at_init(tmp_path: Path) -> None:
+    # the miniature's VGG control, as a config key: pretrained convolutions, fc6/fc7 at init
+    from backbones import build_backbone
+
+    torch.manual_seed(0)
+    pretrained = build_backbone("vgg16_bn", base_width=8).state_dict()
+    torch.save({"model": pretrained}, tmp_path / "backbone.pth")
+    sets = [
+        "model.backbone.base_width=8", "model.backbone.norm=bn", "model.num_classes=3",
+        f"model.backbone.weights={tmp_path / 'backbone.pth'}",
+    ]  # fmt: skip
+    config = ROOT / "configs/mini/faster_rcnn_vgg16_w16_tinyimagenet_bccd.yaml"
+    whole = build_model(load_config(config, sets)).state_dict()
+    part = build_model(load_config(config, [*sets, "model.backbone.weights_skip=[fc67]"]))
+    loaded = part.state_dict()
+    # the detector keeps the convolutions as its backbone and fc6/fc7 in its box head
+    convs = [k for k in pretrained if k.startswith("features.") and k.endswith("weight")]
+    fcs = [k for k in pretrained if k.startswith("fc67.") and k.endswith("weight")]
+    assert convs and fcs
+    for key in convs:
+        assert torch.equal(loaded[f"backbone.{key}"], pretrained[key])
+    for key in fcs:
+        assert torch.equal(whole[f"roi_heads.box_head.{key}"], pretrained[key])
+        assert not torch.equal(loaded[f"roi_heads.box_head.{key}"], pretrained[key])
