@@ -6,8 +6,8 @@ torchvision suppresses among all the candidates (12,000 in the paper's RPN, 1,00
 in the FPN's) and the caller cuts the list. Greedy NMS decides a box from the boxes that
 outscore it alone, so NMS over the m best candidates keeps exactly the first survivors of NMS
 over all of them, as far as its own list goes: when it keeps at least k, its first k are the
-answer. Here NMS runs over the 2k best candidates first, then twice as many, and so on; NMS
-costs a pair of boxes per step, so a first try that succeeds costs (2k / n)^2 of the full one.
+answer. Here NMS runs over the 2k best candidates first, then twice as many, and so on. NMS
+compares pairs of boxes, so a first try that succeeds costs about (2k / n)^2 of the full one.
 
 Equal to torchvision to the index (tests/detection/modeling/test_nms.py): `nms_top_k` to
 ``nms(...)[:k]``, and `batched_nms_top_k` to ``batched_nms(...)[:k]`` whenever no two
