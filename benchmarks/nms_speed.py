@@ -57,7 +57,7 @@ def record_calls(config: str, weights: str, batches: int) -> tuple[list[Call], d
     cfg = load_config(config, [])
     model, _ = load_detector(cfg, weights)
     calls: list[Call] = []
-    phase = ["train"]
+    phase = "train"  # read by the recorders at each call
 
     def recorder(stage: str) -> Callable[..., torch.Tensor]:
         def record(
@@ -67,7 +67,7 @@ def record_calls(config: str, weights: str, batches: int) -> tuple[list[Call], d
             iou_threshold: float,
             k: int,
         ) -> torch.Tensor:
-            site = f"{stage} {phase[0]}"
+            site = f"{stage} {phase}"
             calls.append(Call(site, boxes.clone(), scores.clone(), idxs.clone(), iou_threshold, k))
             return batched_nms_top_k(boxes, scores, idxs, iou_threshold, k)
 
@@ -86,7 +86,7 @@ def record_calls(config: str, weights: str, batches: int) -> tuple[list[Call], d
                 batch = next(train)
                 model(batch.images, batch.targets)
                 images["rpn train"] += len(batch.targets)
-        phase[0] = "test"
+        phase = "test"
         loader, _, _ = build_detection_test_loader(cfg)
         model.eval()
         with torch.no_grad():

@@ -68,9 +68,9 @@ def batched_nms_top_k(
     if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):
 
         def survivors(best: Tensor) -> Tensor:
-            kept = []
-            for category in torch.unique(idxs[best]):
-                members = torch.where(idxs[best] == category)[0]
+            kept, categories = [], idxs[best]
+            for category in torch.unique(categories):
+                members = torch.where(categories == category)[0]
                 kept.append(
                     members[nms(boxes[best[members]], scores[best[members]], iou_threshold)]
                 )
