@@ -142,6 +142,18 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def free_cores(window: float = 0.5) -> int:
+    """The cores other processes leave idle over ``window`` seconds (:func:`threads_for`), at
+    least 1; all usable cores without ``/proc/stat``."""
+    cores = usable_cores()
+    before = read_cpu_times()
+    if before is None:
+        return cores
+    time.sleep(window)
+    after = read_cpu_times()
+    return cores if after is None else threads_for(before, after, cores)
+
+
 def follow_load(period: float = 10.0) -> bool:
     """Let :func:`adjust` choose the thread count from now on; returns whether it will (not
     when the user set ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` or without ``/proc/stat``)."""

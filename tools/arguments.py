@@ -60,6 +60,30 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_nproc_argument(parser: argparse.ArgumentParser) -> None:
+    """``--nproc N|auto``: data-parallel ranks on this machine (engine.launch)."""
+    parser.add_argument(
+        "--nproc",
+        metavar="N|auto",
+        help="train as N data-parallel processes on this machine (gloo on the CPU, one per "
+        "GPU on CUDA), sharing solver.ims_per_batch; auto: one per idle core (per GPU on "
+        "CUDA). Default: this one process. Pays for small models on the CPU (docs/PERFORMANCE.md)",
+    )
+
+
+def launched_ranks(args: argparse.Namespace, ims_per_batch: int, device: str) -> int | None:
+    """Run this command as the ranks ``--nproc`` asks for and return their exit code; None
+    when it runs in this process (one rank, or already a rank of torchrun or of this)."""
+    import sys
+
+    from engine.launch import launch, ranks_to_start
+
+    nproc = ranks_to_start(args.nproc, ims_per_batch, device)
+    if nproc == 1:
+        return None
+    return launch([sys.executable, "-m", "tools.cli", *args.argv], nproc)
+
+
 def add_trust_weights_argument(parser: argparse.ArgumentParser) -> None:
     """``--trust-weights``: the only way to let a weights file be unpickled fully (it sets the
     config's ``trust_weights``, which no config file and no ``--set`` can)."""

@@ -148,6 +148,7 @@ def _reader_gone() -> int:
 def _main(argv: list[str]) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command line itself, for a command that starts copies of itself
     if args.command is None:
         parser.print_help()
         return 2

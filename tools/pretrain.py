@@ -2,6 +2,7 @@
 
     resdet pretrain --config configs/pretrain/resnet50_imagenet.yaml [--set k=v ...] [--resume]
     resdet pretrain --config C --eval-only --weights W
+    resdet pretrain --config C --nproc auto  # data-parallel ranks on this machine
     torchrun --nproc-per-node 8 --no-python resdet pretrain --config C
 
 Outputs in the config's output_dir: config.yaml, metrics.jsonl, checkpoint_<iter>.pth,
@@ -21,9 +22,11 @@ from backbones.pretrain.config import load_config
 from engine.errors import UserError
 from tools.arguments import (
     add_config_arguments,
+    add_nproc_argument,
     add_resume_arguments,
     add_trust_weights_argument,
     is_main_process,
+    launched_ranks,
     print_json,
     trusted,
 )
@@ -40,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --eval-only: ours, or a torchvision / MSRA / pytorch_resnet_cifar10 file",
     )
     add_trust_weights_argument(parser)
+    add_nproc_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             "--weights goes with --eval-only; to start training from weights, "
             "--set model.backbone.weights=FILE"
         )
+    code = launched_ranks(args, cfg.solver.ims_per_batch, cfg.device)
+    if code is not None:
+        return code
     final = pretrain(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, "eval": final.get("eval", {})})
     return 0

@@ -2,6 +2,7 @@
 
     resdet train --config configs/detection/faster_rcnn_r101_c4_voc0712.yaml [--set k=v ...]
     resdet train --config C --resume          # continue from output_dir/last_checkpoint
+    resdet train --config C --nproc auto     # data-parallel ranks on this machine
     torchrun --nproc-per-node 8 --no-python resdet train --config C
 
 `solver.ims_per_batch` and `solver.base_lr` are global, as in Detectron2: with fewer GPUs keep
@@ -17,8 +18,10 @@ import argparse
 from detection.config import load_config
 from tools.arguments import (
     add_config_arguments,
+    add_nproc_argument,
     add_resume_arguments,
     add_trust_weights_argument,
+    launched_ranks,
     print_json,
     trusted,
 )
@@ -28,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "configs/detection/quickstart.yaml")
     add_resume_arguments(parser)
     add_trust_weights_argument(parser)
+    add_nproc_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from detection.task import headline, train_detector
 
     cfg = trusted(load_config(args.config, args.overrides), args)
+    code = launched_ranks(args, cfg.solver.ims_per_batch, cfg.device)
+    if code is not None:
+        return code
     final = train_detector(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
     return 0

@@ -4,7 +4,8 @@ nothing left running, and ``--resume`` ends with weights equal to an uninterrupt
 
 ``resdet train`` at three kinds of moments (as its workers start, a seeded random moment of
 the training, the final evaluation) and ``resdet pretrain`` at a seeded random moment, each
-run in its own session (``start_new_session``) with ``data.num_workers=2``.
+run in its own session (``start_new_session``) with ``data.num_workers=2``; and ``resdet train
+--nproc 2`` stopped through its launcher alone (engine.launch passes the signal on).
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ def one_thread() -> Iterator[None]:
 
 
 def _stop_the_group(
-    argv: list[str], out: Path, ready: str, delay: float, sig: signal.Signals
+    argv: list[str],
+    out: Path,
+    ready: str,
+    delay: float,
+    sig: signal.Signals,
+    whole_group: bool = True,
 ) -> tuple[int, list[str]]:
     """Run ``resdet argv`` in its own session; when ``out/ready`` exists and ``delay`` more
-    seconds have passed, send ``sig`` to its process group.
+    seconds have passed, send ``sig`` to its process group (or, ``whole_group=False``, to the
+    ``resdet`` process alone).
 
     Returns:
         The exit code and the lines of stderr that are not progress lines.
@@ -62,7 +69,7 @@ def _stop_the_group(
             assert process.poll() is None, f"ended before {ready} was written"
             time.sleep(0.005)
         time.sleep(delay)
-        os.killpg(process.pid, sig)
+        (os.killpg if whole_group else os.kill)(process.pid, sig)
         _, err = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
@@ -196,4 +203,25 @@ def test_pretrain_stopped_by_its_group_resumes_to_the_same_weights(tmp_path: Pat
     assert lines[0].startswith("resdet pretrain: stopped by SIGTERM "), lines
     _assert_one_checkpoint_line(lines[0], out)
     assert main(["pretrain", "--config", str(config), "--resume"]) == 0
+    _assert_same_weights(out, tmp_path / "uninterrupted")
+
+
+def test_two_ranks_stopped_through_the_launcher_alone_resume_to_the_same_weights(
+    shapes_voc: Path, tmp_path: Path
+) -> None:
+    changes = {**TRAIN, "data.num_workers": 1, "solver.max_iter": 30}  # still running at 3-4
+
+    def argv(out: Path) -> list[str]:
+        overrides = tiny_overrides(shapes_voc, out, **changes)
+        return ["train", "--config", str(QUICKSTART), "--nproc", "2", *overrides]
+
+    assert main(argv(tmp_path / "uninterrupted")) == 0
+    out = tmp_path / "stopped"
+    delay = random.Random(2).uniform(0.0, 0.3)
+    code, lines = _stop_the_group(argv(out), out, "checkpoint_3.pth", delay, signal.SIGTERM,
+                                  whole_group=False)  # fmt: skip
+    assert code == 130 and len(lines) == 1, lines  # rank 0's line; rank 1's is not repeated
+    assert lines[0].startswith("resdet train: stopped by SIGTERM "), lines
+    _assert_one_checkpoint_line(lines[0], out)
+    assert main([*argv(out), "--resume"]) == 0
     _assert_same_weights(out, tmp_path / "uninterrupted")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 from tool_helpers import QUICKSTART, ROOT, tiny_overrides
 
+from engine.launch import free_port
 from tools.cli import main
 
 
@@ -140,28 +140,47 @@ def test_a_diverging_run_stops_with_one_line(shapes_voc: Path, tmp_path: Path):
     assert not (tmp_path / "model_final.pth").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_torchrun_two_processes_train_and_evaluate(shapes_voc: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def torchrun_two_ranks(shapes_voc: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("torchrun")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--master-port", str(_free_port()), "-m", "tools.cli", "train",
+               "--master-port", str(free_port()), "-m", "tools.cli", "train",
                "--config", str(QUICKSTART),
-               *tiny_overrides(shapes_voc, tmp_path, **{"solver.max_iter": 4})]  # fmt: skip
+               *tiny_overrides(shapes_voc, out, **{"solver.max_iter": 4})]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    # one copy of the summary (rank 0 prints), one line per logged iteration (rank 0 writes)
+    # one copy of the summary (rank 0 prints)
     assert result.stdout.count('"output_dir"') == 1
+    return out
+
+
+def test_torchrun_two_processes_train_and_evaluate(torchrun_two_ranks: Path):
+    tmp_path = torchrun_two_ranks
+    # one line per logged iteration (rank 0 writes)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [x["iter"] for x in lines if "total_loss" in x] == [1, 2, 3, 4]
     results = json.loads((tmp_path / "eval_results.json").read_text())
     assert results["num_images"] == 5  # the gathered evaluation saw the whole test split
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pth")) == [
         "checkpoint_3.pth", "checkpoint_4.pth"]  # fmt: skip
+
+
+def test_nproc_2_trains_as_torchrun_does(
+    torchrun_two_ranks: Path, shapes_voc: Path, tmp_path: Path, capfd, monkeypatch
+):
+    # engine.launch starts the ranks itself: the same weights, files and one summary
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as torchrun's ranks had (the sums' order)
+    argv = ["train", "--config", str(QUICKSTART), "--nproc", "2",
+            *tiny_overrides(shapes_voc, tmp_path, **{"solver.max_iter": 4})]  # fmt: skip
+    env_before = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "RANK", "WORLD_SIZE")}
+    assert main(argv) == 0
+    assert capfd.readouterr().out.count('"output_dir"') == 1
+    assert_same_weights(final_weights(tmp_path), final_weights(torchrun_two_ranks))
+    ours, theirs = (json.loads((d / "eval_results.json").read_text())
+                    for d in (tmp_path, torchrun_two_ranks))  # fmt: skip
+    assert ours["num_images"] == theirs["num_images"] == 5
+    assert {k: os.environ.get(k) for k in env_before} == env_before  # nothing leaks back
 
 
 def test_training_starts_from_a_detector_checkpoint(
