@@ -39,6 +39,9 @@ from contextlib import ExitStack, suppress
 from types import FrameType
 from typing import IO, Any
 
+import torch
+
+from engine import threads
 from engine.errors import UserError
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -62,8 +65,8 @@ def ranks_to_start(request: str | None, ims_per_batch: int, device: str) -> int:
         device: the config's ``device`` (auto|cpu|cuda).
 
     Raises:
-        UserError: not "auto" or a whole number >= 1; a number that does not divide the batch
-            or that torchrun contradicts.
+        UserError: not "auto" or a whole number >= 1; a number that does not divide the batch,
+            that torchrun contradicts, or that exceeds the GPUs on CUDA.
     """
     if request is None:
         return 1
@@ -76,6 +79,10 @@ def ranks_to_start(request: str | None, ims_per_batch: int, device: str) -> int:
         return 1
     if asked is None:
         return _largest_divisor(ims_per_batch, _available(device))
+    gpus = _gpus(device)
+    if gpus and asked > gpus:
+        raise UserError(f"--nproc {asked}: one rank per GPU, and this machine has {gpus} "
+                        "(device: cpu trains on the CPU)")  # fmt: skip
     if ims_per_batch % asked:
         raise UserError(f"--nproc {asked}: solver.ims_per_batch ({ims_per_batch}) is the global "
                         "batch and must be divisible by the number of processes")  # fmt: skip
@@ -94,15 +101,14 @@ def _parse(request: str) -> int | None:
     return value
 
 
+def _gpus(device: str) -> int:
+    """The GPUs the ranks would take (``device`` auto or cuda, where CUDA is there), else 0."""
+    return torch.cuda.device_count() if device != "cpu" and torch.cuda.is_available() else 0
+
+
 def _available(device: str) -> int:
-    """GPUs (``device`` auto or cuda, where CUDA is there), else idle cores."""
-    import torch
-
-    from engine import threads
-
-    if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.device_count()
-    return threads.free_cores()
+    """GPUs, else the cores other processes leave idle."""
+    return _gpus(device) or threads.free_cores()
 
 
 def _largest_divisor(total: int, most: int) -> int:
@@ -123,10 +129,8 @@ def rank_environment(rank: int, nproc: int, port: int) -> dict[str, str]:
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
         "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
     }  # fmt: skip
-    if not any(os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-        from engine.threads import usable_cores
-
-        env["OMP_NUM_THREADS"] = str(max(1, usable_cores() // nproc))
+    if not any(os.environ.get(k) for k in threads.USER_SETTINGS):
+        env["OMP_NUM_THREADS"] = str(max(1, threads.usable_cores() // nproc))
     return env
 
 

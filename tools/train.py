@@ -35,13 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # imported here: the engine pulls in torch, albumentations and OpenCV
-    from detection.task import headline, train_detector
-
     cfg = trusted(load_config(args.config, args.overrides), args)
     code = launched_ranks(args, cfg.solver.ims_per_batch, cfg.device)
     if code is not None:
         return code
+    # imported here (and not by a launcher): the engine pulls in albumentations and OpenCV
+    from detection.task import headline, train_detector
+
     final = train_detector(cfg, resume=args.resume, restart=args.restart)
     print_json({"output_dir": cfg.output_dir, **headline(final.get("eval", {}))})
     return 0

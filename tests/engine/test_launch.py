@@ -59,6 +59,15 @@ def test_auto_takes_the_idle_cores_that_divide_the_batch(
     assert launch.ranks_to_start("auto", batch, "cpu") == expected
 
 
+@pytest.mark.usefixtures("not_under_torchrun")
+def test_on_cuda_one_rank_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "_gpus", lambda device: 2)
+    assert launch.ranks_to_start("auto", 16, "cuda") == 2
+    assert launch.ranks_to_start("2", 16, "auto") == 2
+    with pytest.raises(UserError, match="--nproc 4: one rank per GPU, and this machine has 2"):
+        launch.ranks_to_start("4", 16, "cuda")
+
+
 def test_a_rank_of_torchrun_runs_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert launch.ranks_to_start(None, 8, "cpu") == 1  # no --nproc
@@ -72,7 +81,7 @@ def test_a_rank_of_torchrun_runs_in_place(monkeypatch: pytest.MonkeyPatch) -> No
 def test_each_rank_has_torchruns_variables_and_a_share_of_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("engine.threads.usable_cores", lambda: 8)
+    monkeypatch.setattr(launch.threads, "usable_cores", lambda: 8)
     env = launch.rank_environment(1, 2, 29500)
     assert env == {
         "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
