@@ -72,7 +72,8 @@ def main() -> None:
                           f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     print(f"\n{machine_description()}; busy process: {args.busy}; medians of "
           f"{args.rounds} quiet / {args.busy_rounds} busy rounds\n")  # fmt: skip
-    print("| checkout | quiet min | busy min | speed kept busy (quiet min / busy min) | mAP@.5 quiet | mAP@.5 busy |")
+    print("| checkout | quiet min | busy min | busy speed / quiet speed | mAP@.5 quiet | "
+          "mAP@.5 busy |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for side, checkout in sides.items():
         quiet, busy = (_median(times, side, load) for load in ("quiet", "busy"))
