@@ -20,8 +20,9 @@ from engine import launch
 from engine.errors import UserError
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def not_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a plain process (no rank's variables, no thread count set)."""
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
 
@@ -30,7 +31,6 @@ def _python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_a_number_is_taken_as_given_when_it_divides_the_batch() -> None:
     assert launch.ranks_to_start(None, 4, "cpu") == 1  # no --nproc: this process
     assert launch.ranks_to_start("1", 4, "cpu") == 1
@@ -39,7 +39,6 @@ def test_a_number_is_taken_as_given_when_it_divides_the_batch() -> None:
         launch.ranks_to_start("3", 8, "cpu")
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 @pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5", ""])
 def test_anything_else_is_a_one_line_error(bad: str) -> None:
     expected = f"--nproc: expected auto or a whole number >= 1, got {bad!r}"
@@ -47,7 +46,6 @@ def test_anything_else_is_a_one_line_error(bad: str) -> None:
         launch.ranks_to_start(bad, 8, "cpu")
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 @pytest.mark.parametrize(
     ("idle", "batch", "expected"),
     [(2, 8, 2), (1, 8, 1), (3, 8, 2), (4, 6, 3), (5, 7, 1), (16, 4, 4)],
@@ -59,7 +57,6 @@ def test_auto_takes_the_idle_cores_that_divide_the_batch(
     assert launch.ranks_to_start("auto", batch, "cpu") == expected
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_on_cuda_one_rank_per_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(launch, "_gpus", lambda device: 2)
     assert launch.ranks_to_start("auto", 16, "cuda") == 2
@@ -77,7 +74,6 @@ def test_a_rank_of_torchrun_runs_in_place(monkeypatch: pytest.MonkeyPatch) -> No
         launch.ranks_to_start("4", 8, "cpu")
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_each_rank_has_torchruns_variables_and_a_share_of_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -92,7 +88,6 @@ def test_each_rank_has_torchruns_variables_and_a_share_of_the_cores(
     assert "OMP_NUM_THREADS" not in launch.rank_environment(0, 2, 1)
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_every_rank_runs_with_its_own_rank(tmp_path: Path) -> None:
     code = (
         "import os, pathlib; e = os.environ; "
@@ -104,7 +99,6 @@ def test_every_rank_runs_with_its_own_rank(tmp_path: Path) -> None:
     assert {w[0] for w in written} == {"3"} and len({w[1] for w in written}) == 1
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_a_failed_rank_is_the_exit_code_and_its_own_message_is_shown(capfd) -> None:
     code = (
         "import os, sys; r = int(os.environ['RANK'])\n"
@@ -114,7 +108,6 @@ def test_a_failed_rank_is_the_exit_code_and_its_own_message_is_shown(capfd) -> N
     assert "[rank 1] Traceback: rank one broke" in capfd.readouterr().err
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_an_error_every_rank_meets_reads_once(capfd) -> None:
     line = "resdet train: error: data.train.root: not found"
     code = f"import sys; print({line!r}, file=sys.stderr); sys.exit(2)"
@@ -123,7 +116,6 @@ def test_an_error_every_rank_meets_reads_once(capfd) -> None:
     assert err.count("data.train.root: not found") == 1 and "[rank 1]" not in err
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_the_others_are_stopped_after_one_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(launch, "GRACE_S", 0.3)
     code = (
@@ -136,7 +128,6 @@ def test_the_others_are_stopped_after_one_failed(monkeypatch: pytest.MonkeyPatch
     assert time.monotonic() - start < 30
 
 
-@pytest.mark.usefixtures("not_under_torchrun")
 def test_a_signal_to_the_launcher_alone_reaches_every_rank(tmp_path: Path) -> None:
     code = (
         "import os, pathlib, signal, sys, time; r = os.environ['RANK']\n"
