@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -74,8 +75,6 @@ def add_nproc_argument(parser: argparse.ArgumentParser) -> None:
 def launched_ranks(args: argparse.Namespace, ims_per_batch: int, device: str) -> int | None:
     """Run this command as the ranks ``--nproc`` asks for and return their exit code; None
     when it runs in this process (one rank, or already a rank of torchrun or of this)."""
-    import sys
-
     from engine.launch import launch, ranks_to_start
 
     nproc = ranks_to_start(args.nproc, ims_per_batch, device)

@@ -7,7 +7,7 @@
 3. `resdet train --config configs/detection/quickstart.yaml --nproc auto`: a ResNet-18-C4
    Faster R-CNN, evaluated at the end on the test split (VOC07 mAP@.5 and COCO mAP@[.5,.95]),
    with coco_results.json and the VOC devkit files written. ``--nproc auto`` trains as one
-   single-thread rank per idle core (two on a quiet 2-core machine, 1.5x the speed of one
+   single-thread rank per idle core (two on a quiet 2-core machine, 1.6x the speed of one
    process for this small model; one beside a busy process);
 4. `resdet infer` draws the detections on a few test images.
 Prints a summary with the numbers and the paths. Runs from any folder: the data and outputs

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_only:
         if not args.weights:
             raise UserError("--eval-only needs --weights FILE")
+        if args.nproc is not None:
+            raise UserError("--nproc goes with training; --eval-only runs in this process")
         asked = cfg.output_dir
         print_json(evaluate_weights(cfg, args.weights))  # may move cfg.output_dir (kept results)
         if cfg.output_dir != asked and is_main_process():

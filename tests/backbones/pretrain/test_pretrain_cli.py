@@ -119,6 +119,7 @@ def test_outputs_load_and_eval_only_reproduces_the_final_eval(
     again = json.loads((out / "eval_results.json").read_text())
     assert again == {**trained, "weights": str(out / "model_final.pth")}
     assert main([*args, str(out / "model_final.pth")]) == 0  # results there now: kept
+    assert main([*args, str(out / "model_final.pth"), "--nproc", "2"]) == 2  # training's flag
     (beside,) = (out / "eval").iterdir()
     assert json.loads((beside / "eval_results.json").read_text()) == again
     assert json.loads((out / "eval_results.json").read_text()) == again
