@@ -34,17 +34,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, suppress
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
 import torch
 
 from engine import threads
 from engine.errors import UserError
+from engine.stops import STOP_SIGNALS
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GRACE_S = 30.0  # after one rank failed, the others get this long to fail too, then SIGTERM
 SHOWN_LINES = 20  # at most this many lines of a failed rank's own messages
 _PR_SET_PDEATHSIG = 1
@@ -155,7 +155,7 @@ def launch(command: Sequence[str], nproc: int) -> int:
                  for r in range(nproc)]  # fmt: skip
         previous = {s: signal.signal(s, _forwarder(procs)) for s in STOP_SIGNALS}
         try:
-            *codes, code = _wait(procs)
+            codes, code = _wait(procs)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -176,7 +176,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
-def _forwarder(procs: list[subprocess.Popen[bytes]]) -> Any:
+def _forwarder(procs: list[subprocess.Popen[bytes]]) -> Callable[[int, FrameType | None], None]:
     def forward(signum: int, _frame: FrameType | None) -> None:
         for proc in procs:
             if proc.poll() is None:
@@ -185,27 +185,29 @@ def _forwarder(procs: list[subprocess.Popen[bytes]]) -> Any:
     return forward
 
 
-def _wait(procs: list[subprocess.Popen[bytes]], poll_s: float = 0.1) -> list[int]:
+def _wait(procs: list[subprocess.Popen[bytes]], poll_s: float = 0.1) -> tuple[list[int], int]:
     """Every rank's exit code (as a shell reports it), and the launcher's: the first non-zero
-    one in the order the ranks ended, last in the list. Once one rank has failed, the rest get
-    ``GRACE_S`` to end on their own (a peer's death breaks their next collective), then
+    one in the order the ranks ended (0 if none). Once one rank has failed, the rest get
+    ``GRACE_S`` to end on their own (a peer's death breaks their next collective), then one
     SIGTERM (a checkpoint), then after ``GRACE_S`` more, SIGKILL."""
-    first: int | None = None
+    first = 0
     failed_at: float | None = None
+    terminated = False
     while True:
-        codes = [p.poll() for p in procs]
-        for code in (_as_shell_code(c) for c in codes if c is not None):
-            if first is None and code != 0:
-                first, failed_at = code, time.monotonic()
-        if all(c is not None for c in codes):
-            return [_as_shell_code(c) for c in codes if c is not None] + [first or 0]
-        if failed_at is not None:
-            waited = time.monotonic() - failed_at
-            for proc in (p for p in procs if p.returncode is None):
-                if waited > 2 * GRACE_S:
-                    proc.kill()
-                elif waited > GRACE_S:
-                    proc.terminate()
+        ended = [_as_shell_code(c) for p in procs if (c := p.poll()) is not None]
+        if not first and any(ended):
+            first, failed_at = next(c for c in ended if c), time.monotonic()
+        if len(ended) == len(procs):
+            return [_as_shell_code(p.returncode) for p in procs], first
+        waited = 0.0 if failed_at is None else time.monotonic() - failed_at
+        running = [p for p in procs if p.returncode is None]
+        if waited > 2 * GRACE_S:
+            for proc in running:
+                proc.kill()
+        elif waited > GRACE_S and not terminated:
+            for proc in running:
+                proc.terminate()
+            terminated = True
         time.sleep(poll_s)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from torch import Tensor, nn
 from engine import distributed as dist
 from engine.checkpoint import Checkpointer
 from engine.errors import UserError
+from engine.launch import free_port
 from engine.loop import LoopOptions, train_loop
 from engine.seeding import seed_everything
 from engine.solver import WarmupMultiStepLR
@@ -36,12 +36,6 @@ def test_single_process_fallbacks() -> None:
 def test_cuda_without_cuda_is_a_user_error() -> None:
     with pytest.raises(UserError, match="'cuda' was asked for but CUDA is not available"):
         dist.resolve_device("cuda")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
@@ -83,9 +77,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 def test_two_process_gloo_group(tmp_path: Path) -> None:
-    mp.start_processes(
-        _worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="fork"
-    )
+    mp.start_processes(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, start_method="fork")
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for res in results:
         assert res["reduced"] == {"a": 0.5, "num_b": 1.0}  # plain means over ranks

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 import torch
 from tool_helpers import QUICKSTART, ROOT, tiny_overrides
 
+from engine.launch import free_port
 from tools.cli import main
 
 
@@ -63,16 +63,10 @@ def test_killed_at_a_random_moment_then_resumed_is_bit_identical(
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_two_nodes_on_loopback(shapes_voc: Path, tmp_path: Path) -> None:
     """Two torchrun agents (one process each) meet at a c10d rendezvous on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     overrides = tiny_overrides(shapes_voc, tmp_path / "run", **{"solver.max_iter": 4})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
